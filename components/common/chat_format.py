@@ -1,0 +1,50 @@
+"""The chat format shared by training data (synthesis), fine-tuning and serving.
+
+A fine-tune served with a different prompt than it was trained on degrades badly, so the system
+prompts and user-message layouts live here, in one place, and both sides build messages with these
+functions. Bump FORMAT_VERSION on any change: it is logged with every dataset and model.
+"""
+
+from __future__ import annotations
+
+FORMAT_VERSION = "1"
+
+DESCRIBER_SYSTEM = (
+    "You are a product copywriter for an online store. Given a product title, write an accurate, "
+    "helpful product description in plain text."
+)
+
+QA_SYSTEM = (
+    "You answer customer questions about products using only the product information provided. "
+    "If the information does not contain the answer, say that you do not know."
+)
+
+Message = dict[str, str]
+
+
+def describer_messages(title: str, description: str | None = None) -> list[Message]:
+    """Title -> description. With `description`, the assistant turn is included (a training example)."""
+    messages = [
+        {"role": "system", "content": DESCRIBER_SYSTEM},
+        {"role": "user", "content": f"Product title: {title.strip()}"},
+    ]
+    if description is not None:
+        messages.append({"role": "assistant", "content": description.strip()})
+    return messages
+
+
+def qa_context(products: list[tuple[str, str]]) -> str:
+    """Render (title, description) pairs as the context block the QA model reads."""
+    blocks = [f"Product: {title.strip()}\nDescription: {content.strip()}" for title, content in products]
+    return "\n\n".join(blocks) if blocks else "(no matching product found)"
+
+
+def qa_messages(question: str, products: list[tuple[str, str]], answer: str | None = None) -> list[Message]:
+    """Question + retrieved product context -> answer, in the same layout for training and serving."""
+    messages = [
+        {"role": "system", "content": QA_SYSTEM},
+        {"role": "user", "content": f"{qa_context(products)}\n\nQuestion: {question.strip()}"},
+    ]
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer.strip()})
+    return messages

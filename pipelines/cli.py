@@ -1,0 +1,61 @@
+"""The `prodtune` command line: one subcommand per pipeline step, plus orchestration.
+
+Each area registers its commands from `pipelines/commands/<area>.py`, so this file stays a table.
+Bad input (`InputError`) becomes a one-line message on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from components.common.errors import InputError
+
+app = typer.Typer(
+    name="prodtune",
+    help="Kubeflow-native MLOps pipeline: product catalogue to two fine-tuned, served LLMs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_INPUT_ERROR = 2
+
+
+# One module per area, in the order their commands appear in `prodtune --help`.
+COMMAND_MODULES = (
+    "prep",
+    "sampling",
+    "synthesis",
+    "finetune",
+    "export",
+    "orchestrate",
+    "route",
+    "serve",
+    "services",
+)
+
+
+def _register() -> None:
+    # Imported here so each area owns its own module and `--help` lists them in pipeline order.
+    import importlib
+
+    if getattr(app, "_prodtune_registered", False):
+        return
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"pipelines.commands.{name}").register(app)
+    app._prodtune_registered = True  # type: ignore[attr-defined]
+
+
+def main(argv: list[str] | None = None) -> None:
+    _register()
+    try:
+        app(args=argv, standalone_mode=True)
+    except InputError as exc:
+        print(f"prodtune: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_INPUT_ERROR)
+
+
+if __name__ == "__main__":
+    main()

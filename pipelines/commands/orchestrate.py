@@ -1,0 +1,130 @@
+"""Whole-pipeline commands: `run` (local runner), `demo`, `compile` and `submit` (KFP on Kubernetes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from components.common.errors import InputError
+from components.common.settings import get_settings
+
+console = Console(stderr=True)
+
+DEFAULT_COMPILED = Path("prodtune-pipeline.yaml")
+
+
+def _embedded_env(start: bool) -> dict[str, str]:
+    """Env for the steps: the configured servers, or the embedded stack (started if asked)."""
+    settings = get_settings()
+    if settings.mlflow_tracking_uri and not start:
+        return {}
+    from pipelines.embedded.stack import EmbeddedStack
+
+    stack = EmbeddedStack(home=settings.home)
+    if start:
+        stack.start()
+    return stack.env()
+
+
+def _parse_overrides(values: list[str]) -> dict[str, dict]:
+    """`--set sampling.n=200` -> {"sampling": {"n": 200}} (values parsed as JSON when they can be)."""
+    result: dict[str, dict] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        step, dot, field = key.partition(".")
+        if not sep or not dot:
+            raise InputError(f"expected STEP.FIELD=VALUE, got {item!r}", field="--set")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        result.setdefault(step, {})[field] = value
+    return result
+
+
+def run(
+    input: Annotated[str, typer.Option("--input", help="trn.json (plain/.gz) path or s3:// URI")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="local pipeline root")] = Path("local_outputs"),
+    profile: Annotated[str, typer.Option(help="config profile dir under pipelines/configs/")] = "local",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="STEP.FIELD=VALUE config override")] = None,
+    embedded: Annotated[
+        bool, typer.Option(help="start the embedded SeaweedFS + MLflow unless MLFLOW_TRACKING_URI is set")
+    ] = True,
+) -> None:
+    """Run the whole pipeline with the local KFP runner (same components as on Kubernetes)."""
+    from pipelines.local_run import run_local
+
+    env = _embedded_env(start=embedded and not get_settings().mlflow_tracking_uri)
+    result = run_local(input, output_dir, profile=profile, overrides=_parse_overrides(set_ or []), env=env)
+    _print_result(result, env)
+
+
+def _print_result(result, env: dict[str, str]) -> None:
+    table = Table(title=f"prodtune pipeline run {result.run_id}")
+    table.add_column("output")
+    table.add_column("where")
+    for name, path in result.outputs.items():
+        table.add_row(name, str(path))
+    tracking = env.get("MLFLOW_TRACKING_URI") or get_settings().mlflow_tracking_uri
+    if tracking:
+        table.add_row("MLflow", f"{tracking} (experiment {get_settings().mlflow_experiment})")
+    console.print(table)
+
+
+def demo(
+    lines: Annotated[int, typer.Option(help="lines of generated trn.json-format sample data")] = 5000,
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="local pipeline root")] = Path("local_outputs"),
+    input: Annotated[str | None, typer.Option("--input", help="use this trn.json instead of generated data")] = None,
+) -> None:
+    """The laptop demo: start the embedded stack, generate sample data, run the pipeline locally."""
+    from components.prep.sample_data import generate_trn
+    from pipelines.local_run import run_local
+
+    settings = get_settings()
+    env = _embedded_env(start=True)
+    if input is None:
+        data = settings.home / "data" / f"trn-sample-{lines}.json.gz"
+        if not data.is_file():
+            console.print(f"generating {lines} lines of trn.json-format sample data -> {data}")
+            generate_trn(data, lines=lines, seed=0)
+        input = str(data)
+    result = run_local(input, output_dir, profile="local", env=env)
+    _print_result(result, env)
+
+
+def compile_(
+    output: Annotated[Path, typer.Option("--output", help="pipeline package to write")] = DEFAULT_COMPILED,
+    profile: Annotated[str, typer.Option(help="config profile baked in as parameter defaults")] = "production",
+) -> None:
+    """Compile the pipeline for KFP on Kubernetes (GPU steps get node selectors and resources)."""
+    from pipelines.compile import compile_pipeline
+
+    compile_pipeline(output, profile=profile)
+    console.print(f"[bold green]compiled[/] {output}")
+
+
+def submit(
+    host: Annotated[str, typer.Option("--host", envvar="KFP_HOST", help="KFP API endpoint")],
+    input: Annotated[str, typer.Option("--input", help="s3:// URI of trn.json as the cluster sees it")],
+    experiment: Annotated[str, typer.Option(help="KFP experiment")] = "prodtune",
+    profile: Annotated[str, typer.Option(help="config profile")] = "production",
+    package: Annotated[Path | None, typer.Option(help="compiled package (default: compile now)")] = None,
+    run_name: Annotated[str | None, typer.Option(help="run name")] = None,
+) -> None:
+    """Submit a pipeline run to a KFP endpoint (token from KFP_TOKEN if the endpoint needs one)."""
+    from pipelines.compile import submit_run
+
+    run_id = submit_run(host, input, experiment=experiment, profile=profile, package=package, run_name=run_name)
+    typer.echo(json.dumps({"run_id": run_id, "host": host, "experiment": experiment}))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("demo")(demo)
+    app.command("compile")(compile_)
+    app.command("submit")(submit)

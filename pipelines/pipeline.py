@@ -1,0 +1,104 @@
+"""The prodtune KFP v2 pipeline: the same components run on Kubernetes and in `kfp.local`.
+
+Step configs are passed as JSON strings (validated again inside each component), so a submitted run
+records exactly the config it ran with. Kubernetes-only settings (GPU node selector, resources,
+secrets) are applied by `kubernetes_settings()` at compile time: the local runner has no resources,
+accelerators or secrets, and keeping the pipeline's logic in the components means it does not need them.
+
+No `from __future__ import annotations` here: KFP reads the pipeline's annotations as real types.
+"""
+
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kfp import dsl
+from kfp.dsl import Dataset
+
+from components.common.config import CONFIG_DIR, load_config
+from components.prep.component import prep
+from components.prep.core import PrepConfig
+from components.sampling.component import sampling
+from components.sampling.core import SamplingConfig
+
+PIPELINE_NAME = "prodtune"
+
+# Which YAML each step reads; a profile dir (e.g. configs/local/) overrides files it contains.
+STEP_CONFIGS = {
+    "prep": PrepConfig,
+    "sampling": SamplingConfig,
+}
+
+
+@dataclass
+class PlatformSettings:
+    """Cluster-only knobs; ignored by the local runner."""
+
+    gpu_node_selector: dict[str, str] = field(
+        default_factory=lambda: {"nvidia.com/gpu.memory-class": "16gb"}
+    )
+    gpu_memory_request: str = "16G"
+    cpu_memory_request: str = "4G"
+    s3_secret: str = "prodtune-s3"
+    teacher_secret: str = "prodtune-teacher"
+
+
+def config_path(step: str, profile: str | None = None) -> Path:
+    """`configs/<profile>/<step>.yaml` if it exists, else `configs/<step>.yaml`."""
+    if profile:
+        candidate = CONFIG_DIR / profile / f"{step}.yaml"
+        if candidate.is_file():
+            return candidate
+    return CONFIG_DIR / f"{step}.yaml"
+
+
+def load_step_configs(profile: str | None = None, overrides: dict[str, dict] | None = None) -> dict[str, str]:
+    """Validated config JSON per step, ready to pass as pipeline parameters."""
+    overrides = overrides or {}
+    return {
+        step: load_config(model, config_path(step, profile), overrides.get(step)).model_dump_json()
+        for step, model in STEP_CONFIGS.items()
+    }
+
+
+def build_pipeline(platform: PlatformSettings | None = None):
+    """The pipeline graph; with `platform`, tasks get Kubernetes resources, GPUs and secrets."""
+
+    @dsl.pipeline(name=PIPELINE_NAME, description="Product catalogue to fine-tuned, served LLMs.")
+    def prodtune_pipeline(input_uri: str, prep_config: str, sampling_config: str) -> Dataset:
+        prep_task = prep(input_uri=input_uri, config_json=prep_config).set_display_name("prep")
+        sample_task = sampling(processed=prep_task.outputs["processed"], config_json=sampling_config)
+        sample_task.set_display_name("sampling")
+        if platform is not None:
+            for task in (prep_task, sample_task):
+                _cpu_task(task, platform)
+        return sample_task.outputs["sample"]
+
+    return prodtune_pipeline
+
+
+def _cpu_task(task: dsl.PipelineTask, platform: PlatformSettings) -> None:
+    from kfp import kubernetes
+
+    task.set_memory_request(platform.cpu_memory_request)
+    # S3 credentials reach the pod from a Kubernetes Secret, never from pipeline parameters.
+    kubernetes.use_secret_as_env(
+        task,
+        secret_name=platform.s3_secret,
+        secret_key_to_env={
+            "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+            "PRODTUNE_S3_ENDPOINT_URL": "PRODTUNE_S3_ENDPOINT_URL",
+        },
+    )
+
+
+def _gpu_task(task: dsl.PipelineTask, platform: PlatformSettings) -> None:
+    from kfp import kubernetes
+
+    _cpu_task(task, platform)
+    task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+    task.set_memory_request(platform.gpu_memory_request)
+    for key, value in platform.gpu_node_selector.items():
+        kubernetes.add_node_selector(task, label_key=key, label_value=value)
+    kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")

