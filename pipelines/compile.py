@@ -35,6 +35,8 @@ def submit_run(
     profile: str | None = "production",
     package: str | Path | None = None,
     run_name: str | None = None,
+    namespace: str | None = None,
+    service_account: str | None = None,
 ) -> str:
     """Create a run on a KFP endpoint from a compiled package; returns the run id."""
     import kfp
@@ -43,11 +45,15 @@ def submit_run(
         if package is None:
             package = compile_pipeline(Path(tmp) / "prodtune-pipeline.yaml", profile=profile)
         # The token (if the endpoint needs one) comes from the environment, never from a flag.
-        client = kfp.Client(host=host, existing_token=os.environ.get("KFP_TOKEN"))
+        client = kfp.Client(
+            host=host, existing_token=os.environ.get("KFP_TOKEN"), namespace=namespace or "kubeflow"
+        )
         result = client.create_run_from_pipeline_package(
             str(package),
             arguments={"input_uri": input_uri},
             experiment_name=experiment,
             run_name=run_name,
+            namespace=namespace,
+            service_account=service_account,
         )
     return result.run_id

@@ -8,7 +8,6 @@ accelerators or secrets, and keeping the pipeline's logic in the components mean
 No `from __future__ import annotations` here: KFP reads the pipeline's annotations as real types.
 """
 
-
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,13 +33,13 @@ STEP_CONFIGS = {
 class PlatformSettings:
     """Cluster-only knobs; ignored by the local runner."""
 
-    gpu_node_selector: dict[str, str] = field(
-        default_factory=lambda: {"nvidia.com/gpu.memory-class": "16gb"}
-    )
+    gpu_node_selector: dict[str, str] = field(default_factory=lambda: {"nvidia.com/gpu.memory-class": "16gb"})
     gpu_memory_request: str = "16G"
     cpu_memory_request: str = "4G"
     s3_secret: str = "prodtune-s3"
     teacher_secret: str = "prodtune-teacher"
+    # Non-secret settings (manifests/kustomization.yaml generates it).
+    config_map: str = "prodtune-config"
 
 
 def config_path(step: str, profile: str | None = None) -> Path:
@@ -89,6 +88,14 @@ def _cpu_task(task: dsl.PipelineTask, platform: PlatformSettings) -> None:
             "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
             "PRODTUNE_S3_ENDPOINT_URL": "PRODTUNE_S3_ENDPOINT_URL",
+        },
+    )
+    kubernetes.use_config_map_as_env(
+        task,
+        config_map_name=platform.config_map,
+        config_map_key_to_env={
+            "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI",
+            "PRODTUNE_S3_BUCKET": "PRODTUNE_S3_BUCKET",
         },
     )
 

@@ -6,11 +6,10 @@ Every step owns a `pydantic.BaseModel` config; `load_config(Model, path, overrid
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, TypeVar
-
 import os
 import re
+from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError

@@ -28,7 +28,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PRODTUNE_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
     )
     s3_bucket: str = "prodtune"
-    s3_region: str = Field(default="us-east-1", validation_alias=AliasChoices("PRODTUNE_S3_REGION", "AWS_REGION"))
+    s3_region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("PRODTUNE_S3_REGION", "AWS_REGION")
+    )
     aws_access_key_id: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("PRODTUNE_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID")
     )

@@ -111,20 +111,28 @@ def take_rows(path: Path, indices: np.ndarray, batch_rows: int = BATCH_ROWS) -> 
             local = pa.array(wanted[lo:hi] - offset)
             pieces.append(pa.Table.from_batches([batch]).select(list(REQUIRED_COLUMNS)).take(local))
         offset += batch.num_rows
-    table = pa.concat_tables(pieces) if pieces else pa.table({c: pa.array([], pa.string()) for c in REQUIRED_COLUMNS})
+    table = (
+        pa.concat_tables(pieces)
+        if pieces
+        else pa.table({c: pa.array([], pa.string()) for c in REQUIRED_COLUMNS})
+    )
     # `table` is in file order (sorted indices); put it back into the random sample order.
     position_in_sorted = np.searchsorted(wanted, indices)
     return table.take(pa.array(position_in_sorted))
 
 
-def sample_catalogue(input_path: str | Path, output_dir: str | Path, config: SamplingConfig) -> SamplingSummary:
+def sample_catalogue(
+    input_path: str | Path, output_dir: str | Path, config: SamplingConfig
+) -> SamplingSummary:
     path = resolve_input(input_path)
     schema, population, _ = _batches(path)
     _check_columns(schema, path)
     if population == 0:
         raise InputError("the processed catalogue has no rows", path=path)
     if config.n > population:
-        raise InputError(f"asked for {config.n} rows but the catalogue has only {population}", path=path, field="n")
+        raise InputError(
+            f"asked for {config.n} rows but the catalogue has only {population}", path=path, field="n"
+        )
 
     indices = draw_indices(population, config.n, config.seed)
     table = take_rows(path, indices)
@@ -154,7 +162,9 @@ def sample_catalogue(input_path: str | Path, output_dir: str | Path, config: Sam
     return summary
 
 
-def run_sampling_tracked(input_path: str | Path, output_dir: str | Path, config: SamplingConfig) -> SamplingSummary:
+def run_sampling_tracked(
+    input_path: str | Path, output_dir: str | Path, config: SamplingConfig
+) -> SamplingSummary:
     """`sample_catalogue` inside an MLflow run: params, counts and the sample as artifacts."""
     with step_run("sampling", {**config.model_dump(), "input": str(input_path)}) as tracker:
         start = time.perf_counter()

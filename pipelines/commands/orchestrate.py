@@ -49,7 +49,9 @@ def _parse_overrides(values: list[str]) -> dict[str, dict]:
 
 def run(
     input: Annotated[str, typer.Option("--input", help="trn.json (plain/.gz) path or s3:// URI")],
-    output_dir: Annotated[Path, typer.Option("--output-dir", help="local pipeline root")] = Path("local_outputs"),
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="local pipeline root")] = Path(
+        "local_outputs"
+    ),
     profile: Annotated[str, typer.Option(help="config profile dir under pipelines/configs/")] = "local",
     set_: Annotated[list[str] | None, typer.Option("--set", help="STEP.FIELD=VALUE config override")] = None,
     embedded: Annotated[
@@ -78,8 +80,12 @@ def _print_result(result, env: dict[str, str]) -> None:
 
 def demo(
     lines: Annotated[int, typer.Option(help="lines of generated trn.json-format sample data")] = 5000,
-    output_dir: Annotated[Path, typer.Option("--output-dir", help="local pipeline root")] = Path("local_outputs"),
-    input: Annotated[str | None, typer.Option("--input", help="use this trn.json instead of generated data")] = None,
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="local pipeline root")] = Path(
+        "local_outputs"
+    ),
+    input: Annotated[
+        str | None, typer.Option("--input", help="use this trn.json instead of generated data")
+    ] = None,
 ) -> None:
     """The laptop demo: start the embedded stack, generate sample data, run the pipeline locally."""
     from components.prep.sample_data import generate_trn
@@ -99,7 +105,9 @@ def demo(
 
 def compile_(
     output: Annotated[Path, typer.Option("--output", help="pipeline package to write")] = DEFAULT_COMPILED,
-    profile: Annotated[str, typer.Option(help="config profile baked in as parameter defaults")] = "production",
+    profile: Annotated[
+        str, typer.Option(help="config profile baked in as parameter defaults")
+    ] = "production",
 ) -> None:
     """Compile the pipeline for KFP on Kubernetes (GPU steps get node selectors and resources)."""
     from pipelines.compile import compile_pipeline
@@ -115,11 +123,24 @@ def submit(
     profile: Annotated[str, typer.Option(help="config profile")] = "production",
     package: Annotated[Path | None, typer.Option(help="compiled package (default: compile now)")] = None,
     run_name: Annotated[str | None, typer.Option(help="run name")] = None,
+    namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user installs)")] = None,
+    service_account: Annotated[
+        str | None, typer.Option(help="Kubernetes service account the steps run as")
+    ] = "prodtune-pipeline-runner",
 ) -> None:
     """Submit a pipeline run to a KFP endpoint (token from KFP_TOKEN if the endpoint needs one)."""
     from pipelines.compile import submit_run
 
-    run_id = submit_run(host, input, experiment=experiment, profile=profile, package=package, run_name=run_name)
+    run_id = submit_run(
+        host,
+        input,
+        experiment=experiment,
+        profile=profile,
+        package=package,
+        run_name=run_name,
+        namespace=namespace,
+        service_account=service_account,
+    )
     typer.echo(json.dumps({"run_id": run_id, "host": host, "experiment": experiment}))
 
 

@@ -15,7 +15,9 @@ from components.sampling.core import SamplingConfig, run_sampling_tracked
 def sample(
     input: Annotated[Path, typer.Option("--input", help="trn-processed.parquet/.csv or prep's output dir")],
     output_dir: Annotated[Path, typer.Option("--output-dir", help="where data-<n>.csv/.parquet go")],
-    config: Annotated[Path | None, typer.Option(help="YAML config (default pipelines/configs/sampling.yaml)")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML config (default pipelines/configs/sampling.yaml)")
+    ] = None,
     n: Annotated[int | None, typer.Option("--n", help="rows to sample")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed")] = None,
     eval_fraction: Annotated[float | None, typer.Option(help="share held out for eval")] = None,

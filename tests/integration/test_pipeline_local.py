@@ -6,6 +6,7 @@ Artifacts are read back from S3 *through MLflow* (proxied artifacts): the client
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -54,7 +55,7 @@ def test_pipeline_runs_locally_and_logs_to_mlflow(tmp_path, embedded_stack, stac
         artifact_path="sampling-summary.json",
         dst_path=str(tmp_path / "dl"),
     )
-    summary = json.loads(open(local).read())
+    summary = json.loads(Path(local).read_text())
     assert summary["sampled"] == 25 and summary["population"] == prep_metrics["kept"]
     assert summary == json.loads((sample_dir / "sampling-summary.json").read_text())
 

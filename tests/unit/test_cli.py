@@ -39,7 +39,16 @@ def test_every_subcommand_has_help(command):
 def test_input_error_is_one_line_and_exit_2(tmp_path):
     missing = tmp_path / "missing.parquet"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "sample", "--input", str(missing), "--output-dir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "sample",
+            "--input",
+            str(missing),
+            "--output-dir",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},

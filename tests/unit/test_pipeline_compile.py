@@ -17,7 +17,7 @@ def _docs(path):
 
 def test_compile_writes_pipeline_with_config_defaults(tmp_path):
     out = compile_pipeline(tmp_path / "p.yaml", profile="production")
-    spec, *platform = _docs(out)
+    spec = _docs(out)[0]
     assert spec["pipelineInfo"]["name"] == "prodtune"
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert "input_uri" in params
