@@ -38,7 +38,9 @@ stamp="$VENV/.prodtune-lock"
 want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing requirements.lock into $VENV"
-  "${PIP[@]}" install -q --find-links "$CACHE/wheels" -r requirements.lock
+  # The lock is complete (pip freeze of a resolved env), so skip resolution: --no-deps, then check.
+  "${PIP[@]}" install -q --no-deps --find-links "$CACHE/wheels" -r requirements.lock 2> >(grep -v "^WARNING: Location" >&2)
+  "${PIP[@]}" check
   "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
   echo "$want" >"$stamp"
 fi
@@ -60,4 +62,7 @@ pathlib.Path(sys.argv[2] + ".part").rename(sys.argv[2])
 PY
   rm -rf "$tmp"
 fi
+# The embedded base model as a plain safetensors dir (the GGUF, dequantized once): training,
+# export and serving load it by path. Idempotent: skipped when already there.
+"$VENV/bin/python" -m components.finetune.materialize --gguf "$gguf" --output "$CACHE/models/smollm2-135m-instruct"
 log "ready: $VENV (activate with: source $VENV/bin/activate)"

@@ -1,0 +1,120 @@
+"""The serving router as a LangGraph `StateGraph` with an explicit route table.
+
+    classify --(ROUTES)--> describe                      (describer model, title -> description)
+             \\-----------> retrieve -> answer            (vector search, then QA model with context)
+
+`classify` records route, confidence and reason (and logs them). `retrieve` keeps only products whose
+cosine similarity is at least `threshold` percent; when none is left, `answer` does not call the QA
+model at all: it returns NO_MATCH_ANSWER and no sources, so nothing is invented. Otherwise the QA
+model sees exactly the products listed in `sources` (their uids), and the answer cites them.
+Prompts come from components/common/chat_format.py: the layouts the models were trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+from components.common.chat_format import describer_messages, qa_messages
+from serving.config import ServingSettings
+from serving.llm.base import ChatBackend
+from serving.retrieval.base import Hit, VectorStore, threshold_to_min_score
+from serving.retrieval.embedder import TextEmbedder
+from serving.router.classifier import RouterClassifier
+from serving.router.features import strip_imperative
+
+log = logging.getLogger(__name__)
+
+# Route name (classifier output) -> graph node. Every route must be listed: no implicit default.
+ROUTES: dict[str, str] = {"describe": "describe", "answer": "retrieve"}
+
+# Users write in English and Portuguese: the fixed no-match answer says it in both.
+NO_MATCH_ANSWER = (
+    "No matching product was found in the catalogue for this question (no product reached the "
+    "{threshold:g}% similarity threshold), so I cannot answer it from product information.\n"
+    "Nenhum produto correspondente foi encontrado no catálogo para esta pergunta (nenhum atingiu o "
+    "limiar de similaridade de {threshold:g}%), então não posso respondê-la com informações de produtos."
+)
+
+
+class RouterState(TypedDict, total=False):
+    input: str
+    threshold: float  # similarity threshold, percent (0-100)
+    route: str
+    confidence: float
+    reason: str
+    hits: list[Hit]
+    answer: str
+    sources: list[str]  # uids of the products given to the QA model as context
+    model: str
+
+
+def cite(answer: str, hits: list[Hit]) -> str:
+    lines = [f"[{h.uid}] {h.title}" for h in hits]
+    return answer.rstrip() + "\n\nSources: " + "; ".join(lines)
+
+
+def build_graph(
+    classifier: RouterClassifier,
+    store: VectorStore,
+    embedder: TextEmbedder,
+    describer: ChatBackend,
+    qa: ChatBackend,
+    settings: ServingSettings | None = None,
+) -> Any:
+    """Compile the router graph. Invoke with `{"input": text}` and optionally `"threshold"` (percent)."""
+    settings = settings or ServingSettings()
+
+    def classify(state: RouterState) -> RouterState:
+        decision = classifier.classify(state["input"])
+        log.info("route %s (%.2f): %s", decision.route, decision.confidence, decision.reason)
+        return {"route": decision.route, "confidence": decision.confidence, "reason": decision.reason}
+
+    def pick(state: RouterState) -> str:
+        return ROUTES[state["route"]]
+
+    def describe(state: RouterState) -> RouterState:
+        title = strip_imperative(state["input"])
+        result = describer.chat(
+            describer_messages(title),
+            max_tokens=settings.describe_max_tokens,
+            temperature=settings.temperature,
+        )
+        return {"answer": result.text.strip(), "sources": [], "hits": [], "model": result.model}
+
+    def retrieve(state: RouterState) -> RouterState:
+        threshold = float(state.get("threshold", settings.similarity_threshold))
+        vector = embedder.encode([state["input"]])[0]
+        hits = store.search(vector, k=settings.top_k, min_score=threshold_to_min_score(threshold))
+        log.info("retrieved %d product(s) at >= %g%%: %s", len(hits), threshold, [h.uid for h in hits])
+        return {"hits": hits, "threshold": threshold}
+
+    def answer(state: RouterState) -> RouterState:
+        hits = state.get("hits", [])
+        if not hits:
+            return {
+                "answer": NO_MATCH_ANSWER.format(threshold=state["threshold"]),
+                "sources": [],
+                "model": "",
+            }
+        context = [(h.title, h.content[: settings.context_content_chars]) for h in hits]
+        result = qa.chat(
+            qa_messages(state["input"], context),
+            max_tokens=settings.answer_max_tokens,
+            temperature=settings.temperature,
+        )
+        return {"answer": cite(result.text, hits), "sources": [h.uid for h in hits], "model": result.model}
+
+    graph = StateGraph(RouterState)
+    graph.add_node("classify", classify)
+    graph.add_node("describe", describe)
+    graph.add_node("retrieve", retrieve)
+    graph.add_node("answer", answer)
+    graph.add_edge(START, "classify")
+    graph.add_conditional_edges("classify", pick, {node: node for node in ROUTES.values()})
+    graph.add_edge("retrieve", "answer")
+    graph.add_edge("describe", END)
+    graph.add_edge("answer", END)
+    return graph.compile()
