@@ -41,3 +41,45 @@ def test_compiled_tasks_get_s3_credentials_from_a_secret(tmp_path):
 
 def test_profile_overrides_fall_back_to_base(tmp_path):
     assert config_path("sampling", "no-such-profile") == CONFIG_DIR / "sampling.yaml"
+
+
+def test_finetune_tasks_get_one_gpu_and_a_16gb_node_selector(tmp_path):
+    out = compile_pipeline(tmp_path / "p.yaml")
+    spec, platform = _docs(out)[0], _docs(out)[1]
+    tasks = spec["root"]["dag"]["tasks"]
+    finetunes = [name for name in tasks if name.startswith("finetune")]
+    assert len(finetunes) == 2, tasks.keys()  # describer and qa: one component, two configs
+    executors = spec["deploymentSpec"]["executors"]
+    for name in finetunes:
+        executor = executors[tasks[name]["componentRef"]["name"].replace("comp-", "exec-")]
+        resources = executor["container"]["resources"]
+        assert resources["accelerator"]["resourceCount"] == "1"
+        assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+        k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
+            tasks[name]["componentRef"]["name"].replace("comp-", "exec-")
+        ]
+        assert k8s["nodeSelector"]["labels"] == {"nvidia.com/gpu.memory-class": "16gb"}
+        assert any(t["key"] == "nvidia.com/gpu" for t in k8s["tolerations"])
+    # Only the fine-tunes ask for a GPU.
+    gpu_execs = [n for n, e in executors.items() if "accelerator" in e["container"].get("resources", {})]
+    assert len(gpu_execs) == len({tasks[n]["componentRef"]["name"] for n in finetunes})
+
+
+def test_synthesis_gets_the_teacher_key_from_a_secret(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-sentinel-never-compiled")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-sentinel-never-compiled")
+    out = compile_pipeline(tmp_path / "p.yaml")
+    spec, platform = _docs(out)[0], _docs(out)[1]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    synth = next(v for k, v in k8s.items() if "synthesis" in k)
+    secrets = {s["secretName"]: s for s in synth["secretAsEnv"]}
+    assert "OPENAI_API_KEY" in json.dumps(secrets["prodtune-teacher"])
+    text = out.read_text()
+    assert "sentinel-never-compiled" not in text
+    # The config names the variable that holds the key, never the key.
+    assert (
+        json.loads(spec["root"]["inputDefinitions"]["parameters"]["synthesis_config"]["defaultValue"])[
+            "api_key_env"
+        ]
+        == "OPENAI_API_KEY"
+    )
