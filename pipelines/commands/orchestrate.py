@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +32,22 @@ def _embedded_env(start: bool) -> dict[str, str]:
     if start:
         stack.start()
     return stack.env()
+
+
+@contextlib.contextmanager
+def _teacher(profile: str, home: Path) -> Iterator[dict[str, str]]:
+    """The local profile's teacher: llama.cpp's OpenAI-compatible server on the small model,
+    up for the length of the run, unless OPENAI_BASE_URL already points at a teacher."""
+    if profile != "local" or os.environ.get("OPENAI_BASE_URL"):
+        yield {}
+        return
+    from pipelines.embedded.teacher import TeacherServer, default_model_path
+
+    log = home / "logs" / "teacher.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    console.print(f"starting the local teacher (llama.cpp server on {default_model_path().name}); log: {log}")
+    with TeacherServer(default_model_path(), log_path=log) as teacher:
+        yield teacher.env()
 
 
 def _parse_overrides(values: list[str]) -> dict[str, dict]:
@@ -62,7 +81,14 @@ def run(
     from pipelines.local_run import run_local
 
     env = _embedded_env(start=embedded and not get_settings().mlflow_tracking_uri)
-    result = run_local(input, output_dir, profile=profile, overrides=_parse_overrides(set_ or []), env=env)
+    with _teacher(profile, get_settings().home) as teacher_env:
+        result = run_local(
+            input,
+            output_dir,
+            profile=profile,
+            overrides=_parse_overrides(set_ or []),
+            env={**env, **teacher_env},
+        )
     _print_result(result, env)
 
 
@@ -99,7 +125,8 @@ def demo(
             console.print(f"generating {lines} lines of trn.json-format sample data -> {data}")
             generate_trn(data, lines=lines, seed=0)
         input = str(data)
-    result = run_local(input, output_dir, profile="local", env=env)
+    with _teacher("local", settings.home) as teacher_env:
+        result = run_local(input, output_dir, profile="local", env={**env, **teacher_env})
     _print_result(result, env)
 
 

@@ -1,0 +1,123 @@
+"""llama-cpp-python on a local GGUF file: the backend for laptops and tests.
+
+The chat template is the one embedded in the GGUF (`tokenizer.chat_template`): a fine-tune served
+with another template than it was trained on degrades badly, so a GGUF without one is refused rather
+than silently formatted as llama-2 (llama-cpp-python's fallback). Generation stops on every
+end-of-generation token of the vocabulary (llama.cpp's `llama_vocab_is_eog`: EOS, EOT, `<|im_end|>`,
+`<|endoftext|>`, ...), and the textual forms of common end markers are extra stop strings, because a
+fine-tune may emit them as plain text.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from components.common.errors import InputError
+from serving.llm.base import ChatResult
+from serving.llm.errors import BackendError, BackendUnavailable
+
+# End markers of the chat templates we are likely to meet (ChatML/Qwen/SmolLM, Llama 3, Phi, Gemma).
+END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>")
+
+
+def _load_llama(model_path: Path, n_ctx: int, n_threads: int) -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:  # the wheel is optional: Ollama serves in production
+        raise BackendUnavailable("llama-cpp-python is not installed (pip install llama-cpp-python)") from exc
+    # "chat_template.default" is the handler llama-cpp-python builds from the GGUF's own
+    # tokenizer.chat_template; naming it skips the name guessing and the llama-2 fallback.
+    return llama_cpp.Llama(
+        model_path=str(model_path),
+        n_ctx=n_ctx,
+        n_threads=n_threads,
+        chat_format="chat_template.default",
+        verbose=False,
+    )
+
+
+class LlamaCppBackend:
+    """A `ChatBackend` over `llama_cpp.Llama`. One request at a time: a Llama context is not thread-safe."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        model: str | None = None,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        extra_stops: Sequence[str] = (),
+        llama: Any | None = None,
+    ) -> None:
+        self.model_path = Path(model_path)
+        self.model = model or self.model_path.stem
+        if llama is None:
+            if not self.model_path.is_file():
+                raise InputError("GGUF model file not found", path=self.model_path)
+            llama = _load_llama(self.model_path, n_ctx, n_threads or (os.cpu_count() or 1))
+        self._llm = llama
+        self._lock = threading.Lock()
+        metadata: dict[str, str] = dict(getattr(llama, "metadata", {}) or {})
+        if "tokenizer.chat_template" not in metadata:
+            raise InputError(
+                "GGUF has no embedded chat template (tokenizer.chat_template); refusing to guess one",
+                path=self.model_path,
+            )
+        self.chat_template = metadata["tokenizer.chat_template"]
+        self.chat_format = getattr(llama, "chat_format", None)
+        markers = [m for m in END_MARKERS if m in self.chat_template or self._is_token(m)]
+        self.stop = list(dict.fromkeys([*markers, *extra_stops]))  # + the exported Modelfile's stops
+
+    def _is_token(self, text: str) -> bool:
+        tokenize = getattr(self._llm, "tokenize", None)
+        if tokenize is None:
+            return False
+        try:
+            return len(tokenize(text.encode(), add_bos=False, special=True)) == 1
+        except Exception:  # an odd vocabulary only loses an optional stop string
+            return False
+
+    def _call(self, messages: list[dict[str, str]], max_tokens: int, temperature: float, stream: bool) -> Any:
+        try:
+            return self._llm.create_chat_completion(
+                messages=messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stream=stream,
+                stop=self.stop,
+            )
+        except ValueError as exc:  # llama.cpp raises ValueError for prompts over n_ctx
+            raise BackendError(f"llama.cpp rejected the request: {exc}") from exc
+
+    def chat(
+        self, messages: list[dict[str, str]], *, max_tokens: int = 256, temperature: float = 0.0
+    ) -> ChatResult:
+        with self._lock:
+            out = self._call(messages, max_tokens, temperature, stream=False)
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        return ChatResult(
+            text=(choice["message"].get("content") or "").strip(),
+            model=self.model,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            finish_reason=choice.get("finish_reason") or "stop",
+        )
+
+    def stream(
+        self, messages: list[dict[str, str]], *, max_tokens: int = 256, temperature: float = 0.0
+    ) -> Iterator[str]:
+        with self._lock:
+            for chunk in self._call(messages, max_tokens, temperature, stream=True):
+                piece = chunk["choices"][0].get("delta", {}).get("content")
+                if piece:
+                    yield piece
+
+    def close(self) -> None:
+        close = getattr(self._llm, "close", None)
+        if close is not None:
+            close()
