@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -17,7 +18,7 @@ from pipelines.compile import submit_run
 
 
 class FakeKfp(BaseHTTPRequestHandler):
-    requests: list[tuple[str, str, dict]] = []
+    requests: ClassVar[list[tuple[str, str, dict]]] = []
 
     def log_message(self, *args):  # keep test output quiet
         pass
