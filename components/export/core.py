@@ -1,0 +1,439 @@
+"""Export step: fine-tuned model dir -> GGUF (f16 + quants), Modelfile, fidelity gate, registry.
+
+Input (from fine-tune): `<model_dir>/merged/` (HF model + tokenizer), `adapter/`,
+`finetune-summary.json` (`task`, `base_model`, `chat_template`, `eos_tokens`), `eval.json`, and
+optionally `eval-examples.jsonl` (held-out `{"messages": [...]}` whose last turn is the reference).
+
+Output dir: `prodtune-<task>-F16.gguf`, `prodtune-<task>-<LEVEL>.gguf` per quant level, `Modelfile`
+(FROM the served level), `export-summary.json`. Fully offline; nothing is compiled at run time.
+A fidelity failure writes the summary (with the evidence) and raises `FidelityError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from components.common.atomic import atomic_open, write_json
+from components.common.config import StepConfig
+from components.common.errors import InputError
+from components.common.settings import Settings, get_settings
+from components.export import fidelity
+from components.export.gguf import (
+    QUANT_FTYPES,
+    ExportError,
+    GGUFRunner,
+    convert_hf_to_gguf,
+    ensure_converter,
+    quantize,
+)
+from components.export.modelfile import build_modelfile
+
+log = logging.getLogger(__name__)
+
+TASKS = ("describer", "qa")
+F16 = "F16"
+LLAMA_CPP_VERSION = "0.3.36"
+_CACHE = Path(os.environ.get("PRODTUNE_CACHE", Path.home() / ".cache" / "prodtune"))
+_HELDOUT = Path(__file__).with_name("heldout.txt")
+
+
+class FidelityError(ExportError):
+    """The exported model would not be served like it was trained (template or greedy mismatch)."""
+
+
+class FidelityConfig(StepConfig):
+    n_tokens: int = Field(default=24, gt=0, description="greedy tokens compared per golden prompt")
+    # Minimums per level, measured on SmolLM2-135M (docs/export.md); levels not listed use `default_*`.
+    min_token_agreement: dict[str, float] = Field(
+        default_factory=lambda: {F16: 0.95, "Q8_0": 0.85, "Q4_K_M": 0.6}
+    )
+    min_prefix_match: dict[str, float] = Field(default_factory=lambda: {F16: 0.5, "Q8_0": 0.3, "Q4_K_M": 0.0})
+    default_min_token_agreement: float = 0.5
+    default_min_prefix_match: float = 0.0
+    golden_path: Path | None = Field(
+        default=None, description='JSONL of {"messages": [...]}; default built in'
+    )
+
+
+class GateConfig(StepConfig):
+    """Champion gate: on the served quant, fine-tuned beats base by `margin` (reference NLL, nats/token)."""
+
+    margin: float = 0.0
+    examples_path: Path | None = Field(default=None, description="default <model_dir>/eval-examples.jsonl")
+    max_examples: int = Field(default=8, gt=0)
+
+
+class ExportConfig(StepConfig):
+    quant_levels: list[str] = Field(default_factory=lambda: ["Q4_K_M", "Q8_0"])
+    serve_level: str = "Q4_K_M"
+    sdist_path: Path = _CACHE / "sdist" / f"llama_cpp_python-{LLAMA_CPP_VERSION}.tar.gz"
+    tools_dir: Path = _CACHE / f"llama.cpp-{LLAMA_CPP_VERSION}"
+    threads: int = Field(default=0, ge=0, description="0 = all cores")
+    n_ctx: int = Field(default=1024, gt=0, description="context for measurements (not serving)")
+    # Modelfile parameters
+    temperature: float = Field(default=0.7, ge=0)
+    num_ctx: int = Field(default=2048, gt=0)
+    parameters: dict[str, float | int | str] = Field(default_factory=dict)
+    # measurements
+    heldout_path: Path | None = None
+    perplexity_max_tokens: int = Field(default=512, gt=1)
+    speed_tokens: int = Field(default=48, gt=0)
+    fidelity: FidelityConfig = FidelityConfig()
+    gate: GateConfig = GateConfig()
+    # registry
+    publish: bool = Field(default=True, description="upload + register when MLflow is configured")
+    s3_prefix: str = "models"
+
+    @model_validator(mode="after")
+    def _levels(self) -> ExportConfig:
+        unknown = [q for q in self.quant_levels if q not in QUANT_FTYPES]
+        if unknown:
+            raise ValueError(f"unknown quant levels {unknown} (known: {sorted(QUANT_FTYPES)})")
+        if self.serve_level not in [*self.quant_levels, F16]:
+            raise ValueError(f"serve_level {self.serve_level} must be F16 or one of quant_levels")
+        return self
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+def read_model_dir(model_dir: str | Path) -> tuple[Path, dict[str, Any], dict[str, Any] | None]:
+    """(merged dir, finetune summary, eval.json or None), validated."""
+    model_dir = Path(model_dir)
+    merged = model_dir / "merged"
+    if not (merged / "config.json").is_file():
+        raise InputError("no merged HF model (merged/config.json) in the fine-tune output", path=model_dir)
+    summary_path = model_dir / "finetune-summary.json"
+    if not summary_path.is_file():
+        raise InputError("finetune-summary.json missing", path=model_dir)
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON: {exc.msg}", path=summary_path, line=exc.lineno) from None
+    if summary.get("task") not in TASKS:
+        raise InputError(f"task must be one of {TASKS}", path=summary_path, field="task")
+    eval_path = model_dir / "eval.json"
+    evals = json.loads(eval_path.read_text(encoding="utf-8")) if eval_path.is_file() else None
+    return merged, summary, evals
+
+
+def read_conversations(path: Path) -> list[list[dict[str, str]]]:
+    convs = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            messages = json.loads(line)["messages"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InputError(f"expected a JSON object with 'messages': {exc}", path=path, line=i) from None
+        if not messages or not all({"role", "content"} <= set(m) for m in messages):
+            raise InputError("messages must be a non-empty list of {role, content}", path=path, line=i)
+        convs.append([{"role": m["role"], "content": m["content"]} for m in messages])
+    return convs
+
+
+def heldout_texts(config: ExportConfig) -> list[str]:
+    path = config.heldout_path or _HELDOUT
+    if not path.is_file():
+        raise InputError("held-out text not found", path=path, field="heldout_path")
+    return [block.strip() for block in path.read_text(encoding="utf-8").split("\n\n") if block.strip()]
+
+
+def gguf_name(task: str, level: str) -> str:
+    return f"prodtune-{task}-{level}.gguf"
+
+
+# --- the step ----------------------------------------------------------------------------------
+
+
+def export_gguf(merged: Path, out_dir: Path, task: str, config: ExportConfig) -> dict[str, Path]:
+    """f16 + every configured quant level in one pass; returns {level: path}."""
+    tools = ensure_converter(config.tools_dir, config.sdist_path)
+    files = {F16: convert_hf_to_gguf(merged, out_dir / gguf_name(task, F16), tools, "f16")}
+    for level in config.quant_levels:
+        files[level] = quantize(files[F16], out_dir / gguf_name(task, level), level, config.threads)
+    return files
+
+
+def run_export(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    config: ExportConfig,
+    *,
+    settings: Settings | None = None,
+    echo: Callable[[str], None] = log.info,
+) -> dict[str, Any]:
+    """The whole step; returns (and writes) export-summary.json's content."""
+    settings = settings or get_settings()
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    merged, ft_summary, evals = read_model_dir(model_dir)
+    task = ft_summary["task"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    echo(f"[export] converting {merged} to GGUF F16 + {', '.join(config.quant_levels)}")
+    files = export_gguf(merged, out_dir, task, config)
+    timings["convert_quantize_s"], clock = time.perf_counter() - clock, time.perf_counter()
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(merged))
+    training_template = ft_summary.get("chat_template") or tokenizer.chat_template
+    if not training_template:
+        raise InputError("no chat template in finetune-summary.json nor the tokenizer", field="chat_template")
+    eos_tokens = [*ft_summary.get("eos_tokens", []), tokenizer.eos_token]
+    modelfile = build_modelfile(
+        files[config.serve_level].name,
+        training_template,
+        eos_tokens=[t for t in eos_tokens if t],
+        vocab=tokenizer.get_vocab().keys(),
+        parameters={"temperature": config.temperature, "num_ctx": config.num_ctx, **config.parameters},
+        bos_token=tokenizer.bos_token or "",
+        eos_token=tokenizer.eos_token or "",
+    )
+    modelfile_path = out_dir / "Modelfile"
+    with atomic_open(modelfile_path, "w", encoding="utf-8") as fh:
+        fh.write(modelfile.render())
+
+    golden = (
+        read_conversations(config.fidelity.golden_path)
+        if config.fidelity.golden_path
+        else fidelity.default_golden(task)
+    )
+    echo(f"[export] fidelity gate on {len(golden)} golden conversations")
+    gate_result = run_fidelity_gate(
+        merged, tokenizer, training_template, modelfile_path, files, golden, config
+    )
+    timings["fidelity_s"], clock = time.perf_counter() - clock, time.perf_counter()
+    summary: dict[str, Any] = {
+        "task": task,
+        "model_dir": str(model_dir),
+        "serve_level": config.serve_level,
+        "files": {level: path.name for level, path in files.items()},
+        "modelfile": modelfile_path.name,
+        "stops": modelfile.stops,
+        "levels": gate_result["levels"],
+        "fidelity": gate_result["fidelity"],
+        "finetune_eval": evals,
+        "timings": timings,
+    }
+    if not gate_result["fidelity"]["passed"]:
+        write_json(out_dir / "export-summary.json", summary)
+        raise FidelityError(gate_result["fidelity"]["reason"])
+
+    echo(f"[export] eval gate on {config.serve_level} (fine-tuned vs base, margin {config.gate.margin})")
+    summary["eval_gate"] = eval_gate(
+        model_dir, ft_summary, files[config.serve_level], modelfile_path, out_dir, config
+    )
+    timings["eval_gate_s"], clock = time.perf_counter() - clock, time.perf_counter()
+    write_json(out_dir / "export-summary.json", summary)
+
+    if config.publish and settings.mlflow_tracking_uri:
+        from components.export.registry import publish
+
+        echo("[export] uploading to S3 and registering in MLflow")
+        summary["registry"] = publish(out_dir, summary, model_dir / "adapter", settings, config)
+        timings["publish_s"] = time.perf_counter() - clock
+    else:
+        summary["registry"] = {"skipped": "register disabled or MLFLOW_TRACKING_URI unset"}
+    write_json(out_dir / "export-summary.json", summary)
+    return summary
+
+
+def run_fidelity_gate(
+    merged: Path,
+    tokenizer: Any,
+    training_template: str,
+    modelfile_path: Path,
+    files: dict[str, Path],
+    golden: list[list[dict[str, str]]],
+    config: ExportConfig,
+) -> dict[str, Any]:
+    """Template strings + tokens, then greedy agreement, perplexity and speed per level."""
+    from components.export.modelfile import parse_modelfile
+
+    modelfile = parse_modelfile(modelfile_path.read_text(encoding="utf-8"))
+    bos, eos = tokenizer.bos_token or "", tokenizer.eos_token or ""
+    f16 = GGUFRunner(files[F16], n_ctx=config.n_ctx, threads=config.threads or None)
+    try:
+        meta = f16.metadata
+        add_bos = meta.get("tokenizer.ggml.add_bos_token", "false") == "true"
+        g_bos = (
+            f16.token_to_piece(int(meta["tokenizer.ggml.bos_token_id"]))
+            if "tokenizer.ggml.bos_token_id" in meta
+            else ""
+        )
+        g_eos = (
+            f16.token_to_piece(int(meta["tokenizer.ggml.eos_token_id"]))
+            if "tokenizer.ggml.eos_token_id" in meta
+            else ""
+        )
+
+        def hf_render(m: list[dict[str, str]]) -> str:
+            return tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+
+        renderers: dict[str, fidelity.Renderer] = {
+            "training": lambda m: fidelity.strip_bos(
+                fidelity.render_jinja(training_template, m, bos_token=bos, eos_token=eos), bos, add_bos
+            ),
+            "tokenizer": lambda m: fidelity.strip_bos(hf_render(m), bos, add_bos),
+        }
+        for level, path in files.items():
+            template = _gguf_template(path, meta if level == F16 else None)
+            renderers[f"gguf:{level}"] = _gguf_renderer(template, g_bos, g_eos, add_bos)
+        renderers["modelfile"] = lambda m: fidelity.ollama_render(modelfile, m)
+        check = fidelity.check_templates(golden, renderers, reference="training")
+
+        stop_ids = {i for t in modelfile.stops if (i := tokenizer.convert_tokens_to_ids(t)) is not None}
+        hf_prompts = [tokenizer(hf_render(m), add_special_tokens=False)["input_ids"] for m in golden]
+        served = [f16.tokenize(fidelity.ollama_render(modelfile, m)) for m in golden]
+    finally:
+        f16.close()
+    result: dict[str, Any] = {"templates": {"passed": check.passed, "detail": check.describe()}, "levels": {}}
+    if not check.passed:
+        result["passed"], result["reason"] = False, check.describe()
+        return {"fidelity": result, "levels": {}}
+
+    n = config.fidelity.n_tokens
+    hf_out = fidelity.hf_greedy(merged, hf_prompts, n, stop_ids)
+    levels: dict[str, Any] = {}
+    failures: list[str] = []
+    texts = heldout_texts(config)
+    for level, path in files.items():
+        runner = GGUFRunner(path, n_ctx=config.n_ctx, threads=config.threads or None)
+        try:
+            agreement = fidelity.measure_agreement(runner, level, hf_prompts, hf_out, served, n, stop_ids)
+            ppl, scored = runner.perplexity(texts, config.perplexity_max_tokens)
+            tps = runner.tokens_per_second(hf_prompts[0], config.speed_tokens)
+        finally:
+            runner.close()
+        levels[level] = {
+            "file": path.name,
+            "size_bytes": path.stat().st_size,
+            "perplexity": ppl,
+            "perplexity_tokens": scored,
+            "tokens_per_s": tps,
+            **{k: v for k, v in agreement.as_dict().items() if k != "level"},
+        }
+        failures += _level_failures(level, agreement, config.fidelity)
+    for row in levels.values():
+        row["perplexity_delta_pct"] = 100.0 * (row["perplexity"] / levels[F16]["perplexity"] - 1.0)
+    result["passed"] = not failures
+    result["reason"] = "; ".join(failures) if failures else "ok"
+    return {"fidelity": result, "levels": levels}
+
+
+def _gguf_template(path: Path, meta: dict[str, str] | None) -> str:
+    from components.export.gguf import read_gguf_metadata
+
+    meta = meta if meta is not None else read_gguf_metadata(path)
+    template = meta.get("tokenizer.chat_template")
+    if not template:
+        raise FidelityError(
+            f"{path.name} embeds no tokenizer.chat_template (Ollama would fall back to {{{{ .Prompt }}}})"
+        )
+    return template
+
+
+def _gguf_renderer(template: str, bos: str, eos: str, add_bos: bool) -> fidelity.Renderer:
+    return lambda m: fidelity.strip_bos(
+        fidelity.render_jinja(template, m, bos_token=bos, eos_token=eos), bos, add_bos
+    )
+
+
+def _level_failures(level: str, a: fidelity.Agreement, cfg: FidelityConfig) -> list[str]:
+    failures = []
+    min_tok = cfg.min_token_agreement.get(level, cfg.default_min_token_agreement)
+    min_pre = cfg.min_prefix_match.get(level, cfg.default_min_prefix_match)
+    if not a.prompt_tokens_match:
+        failures.append(
+            f"{level}: served prompt tokens differ from the HF tokens (BOS or special-token handling)"
+        )
+    if a.token_agreement < min_tok:
+        failures.append(f"{level}: token agreement {a.token_agreement:.3f} < {min_tok}")
+    if a.prefix_match < min_pre:
+        failures.append(f"{level}: greedy prefix match {a.prefix_match:.3f} < {min_pre}")
+    return failures
+
+
+# --- eval gate ---------------------------------------------------------------------------------
+
+
+def eval_gate(
+    model_dir: Path,
+    ft_summary: dict[str, Any],
+    served: Path,
+    modelfile_path: Path,
+    out_dir: Path,
+    config: ExportConfig,
+) -> dict[str, Any]:
+    """Reference NLL (nats/token) of held-out answers on the served quant, fine-tuned vs base.
+
+    The base model is converted and quantized the same way, so both sides are scored as served.
+    """
+    from components.export.modelfile import parse_modelfile
+
+    gate: dict[str, Any] = {"metric": "ref_nll", "margin": config.gate.margin, "level": config.serve_level}
+    path = config.gate.examples_path or model_dir / "eval-examples.jsonl"
+    base = Path(str(ft_summary.get("base_model", ""))).expanduser()
+    if not path.is_file():
+        return {**gate, "passed": False, "reason": f"no eval examples at {path}"}
+    if not (base / "config.json").is_file():
+        return {**gate, "passed": False, "reason": f"base model dir not found: {base}"}
+    examples = [c for c in read_conversations(path) if c[-1]["role"] == "assistant"][
+        : config.gate.max_examples
+    ]
+    if not examples:
+        return {**gate, "passed": False, "reason": f"no example in {path} ends with an assistant turn"}
+    modelfile = parse_modelfile(modelfile_path.read_text(encoding="utf-8"))
+    base_dir = out_dir / ".base"
+    try:
+        levels = [] if config.serve_level == F16 else [config.serve_level]
+        files = export_gguf(base, base_dir, "base", config.model_copy(update={"quant_levels": levels}))
+        ft_nll = _reference_nll(served, examples, modelfile, config)
+        base_nll = _reference_nll(files[config.serve_level], examples, modelfile, config)
+    finally:
+        shutil.rmtree(base_dir, ignore_errors=True)
+    improvement = base_nll - ft_nll
+    passed = improvement >= config.gate.margin
+    return {
+        **gate,
+        "n": len(examples),
+        "base": base_nll,
+        "finetuned": ft_nll,
+        "improvement": improvement,
+        "passed": passed,
+        "reason": "ok" if passed else f"improvement {improvement:.4f} < margin {config.gate.margin}",
+    }
+
+
+def _reference_nll(
+    gguf: Path, examples: list[list[dict[str, str]]], modelfile: Any, config: ExportConfig
+) -> float:
+    runner = GGUFRunner(gguf, n_ctx=config.n_ctx, threads=config.threads or None)
+    try:
+        total, count = 0.0, 0
+        end = modelfile.stops[0]
+        for conv in examples:
+            prompt = runner.tokenize(fidelity.ollama_render(modelfile, conv[:-1]))
+            answer = runner.tokenize(conv[-1]["content"] + end, add_bos=False)
+            ids = (prompt + answer)[: config.n_ctx]
+            if len(ids) <= len(prompt):
+                continue
+            nll, n = runner.nll(ids, start=len(prompt))
+            total, count = total + nll, count + n
+    finally:
+        runner.close()
+    if count == 0:
+        raise InputError("eval examples have no answer tokens within n_ctx", field="gate.examples_path")
+    return total / count

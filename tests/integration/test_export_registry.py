@@ -1,0 +1,106 @@
+"""End to end: both tasks exported from SmolLM2-135M, uploaded to SeaweedFS, registered in MLflow.
+
+Starts the embedded stack (SeaweedFS + MLflow) and runs two real exports (~4-6 min on 2 cores).
+The stand-in "fine-tune" is the base model itself, so the eval gate's improvement is exactly 0:
+the describer export uses margin 0 (gate passes: candidate + champion), the QA export margin 0.5
+(gate fails: candidate only), which exercises both alias paths.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from components.common.errors import InputError
+from components.common.storage import S3Store, sha256_file
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def helpers():
+    # The slow unit test module holds the model/fixture helpers; load it by path (tests/ is no package).
+    path = Path(__file__).resolve().parents[1] / "unit" / "test_export_gguf.py"
+    spec = importlib.util.spec_from_file_location("_export_gguf_helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _export(helpers, root: Path, task: str, margin: float) -> dict:
+    from components.export.core import FidelityConfig, GateConfig, run_export
+    from components.export.fidelity import default_golden
+
+    pytest.importorskip("llama_cpp")
+    model_dir = helpers.make_model_dir(root, task, helpers.smollm2_hf_dir())
+    # Fewer golden conversations and tokens than the shipped config: the gate itself is covered by
+    # the slow unit tests; here the point is the registry.
+    golden = root / f"golden-{task}.jsonl"
+    convs = default_golden(task)
+    golden.write_text("".join(json.dumps({"messages": c}) + "\n" for c in (convs[0], convs[-1])))
+    cfg = helpers.test_config(
+        helpers.TEST_CACHE / "llama.cpp-0.3.36",
+        publish=True,
+        gate=GateConfig(margin=margin),
+        fidelity=FidelityConfig(n_tokens=8, golden_path=golden),
+    )
+    return run_export(model_dir, root / f"out-{task}", cfg)
+
+
+def test_export_registers_both_models_with_verified_s3_files(helpers, stack_env, tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from components.export import registry
+    from pipelines.commands.export import register
+
+    describer = _export(helpers, tmp_path, "describer", margin=0.0)
+    qa = _export(helpers, tmp_path, "qa", margin=0.5)
+
+    assert describer["registry"]["aliases"] == ["candidate", "champion"]
+    assert qa["eval_gate"]["passed"] is False
+    assert qa["registry"]["aliases"] == ["candidate"]
+
+    rows = {(r["model"], r["version"]): r for r in registry.list_models()}
+    d_row = rows[("prodtune-describer", describer["registry"]["version"])]
+    q_row = rows[("prodtune-qa", qa["registry"]["version"])]
+    assert d_row["aliases"] == ["candidate", "champion"] and d_row["gate_passed"] == "true"
+    assert q_row["aliases"] == ["candidate"] and q_row["gate_passed"] == "false"
+
+    # Every uploaded file verifies; the served GGUF downloads and hashes to the registry's sha256.
+    store = S3Store.from_settings()
+    manifest = qa["registry"]["manifest"]
+    assert {
+        "prodtune-qa-F16.gguf",
+        "prodtune-qa-Q4_K_M.gguf",
+        "prodtune-qa-Q8_0.gguf",
+        "Modelfile",
+        "export-summary.json",
+        "adapter/adapter_config.json",
+    } <= set(manifest)
+    assert all(store.verify(entry["uri"]) for entry in manifest.values())
+    served = registry.resolve("qa", "candidate")
+    assert served["gguf_uri"] == q_row["gguf_uri"] and served["manifest"] == manifest
+    local = store.download_file(served["gguf_uri"], tmp_path / "dl" / "served.gguf", verify=True)
+    assert sha256_file(local) == served["gguf_sha256"] == manifest["prodtune-qa-Q4_K_M.gguf"]["sha256"]
+
+    # champion refuses the gate-failed QA version unless forced.
+    with pytest.raises(InputError, match="did not pass the eval gate"):
+        registry.promote("qa", qa["registry"]["version"])
+    moved = registry.promote("qa", qa["registry"]["version"], force=True)
+    assert moved["previous"] is None
+    assert registry.resolve("qa", "champion")["version"] == qa["registry"]["version"]
+
+    app = typer.Typer()
+    register(app)
+    out = CliRunner().invoke(app, ["models", "--json"])
+    assert out.exit_code == 0, out.output
+    listed = json.loads(out.output)
+    assert {r["model"] for r in listed} >= {"prodtune-describer", "prodtune-qa"}
+    qa_listed = next(
+        r for r in listed if r["model"] == "prodtune-qa" and r["version"] == qa["registry"]["version"]
+    )
+    assert qa_listed["aliases"] == ["candidate", "champion"]

@@ -1,0 +1,236 @@
+"""Real export of SmolLM2-135M-Instruct: GGUF conversion, quantization, generation, fidelity gate.
+
+Slow (conversion + HF and llama.cpp inference on 2 cores, ~2-3 min; the first run also materializes
+the HF model from the cached GGUF). Needs the cached SmolLM2 GGUF, the llama-cpp-python sdist and
+the installed binding; skips with the reason when one is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+HOME_CACHE = Path(os.environ.get("PRODTUNE_CACHE", Path.home() / ".cache" / "prodtune"))
+TEST_CACHE = Path(os.environ.get("PRODTUNE_TEST_CACHE", "/tmp/prodtune-test-cache"))
+SMOL_GGUF = HOME_CACHE / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+SDISTS = [
+    HOME_CACHE / "sdist" / "llama_cpp_python-0.3.36.tar.gz",
+    Path("/tmp/llb/sdist/llama_cpp_python-0.3.36.tar.gz"),
+]
+
+
+def smollm2_hf_dir() -> Path:
+    """SmolLM2-135M-Instruct as a plain HF dir: the fine-tune step's copy, else our own cached one."""
+    shared = HOME_CACHE / "models" / "smollm2-135m-instruct"
+    if (shared / ".materialized").is_file():
+        return shared
+    out = TEST_CACHE / "smollm2-135m-instruct"
+    if (out / "config.json").is_file():
+        return out
+    if not SMOL_GGUF.is_file():
+        pytest.skip(f"{SMOL_GGUF} missing (scripts/setup.sh fetches it)")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(SMOL_GGUF.parent), gguf_file=SMOL_GGUF.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(SMOL_GGUF.parent), gguf_file=SMOL_GGUF.name, dtype=torch.float32
+    )
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-smollm2.", dir=out.parent))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def sdist_path() -> Path:
+    for path in SDISTS:
+        if path.is_file():
+            return path
+    pytest.skip("llama-cpp-python 0.3.36 sdist not found")
+
+
+def make_model_dir(root: Path, task: str, hf_dir: Path) -> Path:
+    """A fine-tune output dir around an HF model (the base itself stands in for the merged model)."""
+    from transformers import AutoTokenizer
+
+    from components.common.chat_format import describer_messages, qa_messages
+
+    model_dir = root / f"finetune-{task}"
+    (model_dir / "adapter").mkdir(parents=True)
+    (model_dir / "merged").symlink_to(hf_dir, target_is_directory=True)
+    # A stand-in adapter: the registry uploads whatever adapter/ holds.
+    (model_dir / "adapter" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
+    tok = AutoTokenizer.from_pretrained(str(hf_dir))
+    summary = {
+        "task": task,
+        "base_model": str(hf_dir),
+        "chat_template": tok.chat_template,
+        "eos_tokens": [tok.eos_token],
+    }
+    (model_dir / "finetune-summary.json").write_text(json.dumps(summary))
+    (model_dir / "eval.json").write_text(
+        json.dumps({"base": {"loss": 2.5}, "finetuned": {"loss": 2.1}, "n_eval": 4})
+    )
+    if task == "describer":
+        examples = [
+            describer_messages("Wireless Mouse, Black", "A compact wireless mouse with a silent click.")
+        ]
+    else:
+        examples = [
+            qa_messages("Is it waterproof?", [("Rain Jacket", "Waterproof shell.")], "Yes, it is waterproof.")
+        ]
+    (model_dir / "eval-examples.jsonl").write_text(
+        "\n".join(json.dumps({"messages": m}) for m in examples) + "\n"
+    )
+    return model_dir
+
+
+def test_config(tools_dir: Path, **overrides):
+    from components.export.core import ExportConfig, FidelityConfig
+
+    base = {
+        "sdist_path": sdist_path(),
+        "tools_dir": tools_dir,
+        "threads": 2,
+        "n_ctx": 512,
+        "speed_tokens": 16,
+        "fidelity": FidelityConfig(n_tokens=16),
+        "publish": False,
+    }
+    return ExportConfig(**{**base, **overrides})
+
+
+test_config.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    pytest.importorskip("llama_cpp")
+    hf = smollm2_hf_dir()
+    root = tmp_path_factory.mktemp("export")
+    from components.export.core import run_export
+
+    model_dir = make_model_dir(root, "describer", hf)
+    summary = run_export(model_dir, root / "out", test_config(TEST_CACHE / "llama.cpp-0.3.36"))
+    return root / "out", summary
+
+
+def test_export_writes_every_level_and_passes_the_gate(exported) -> None:
+    out, summary = exported
+    assert summary["fidelity"]["passed"], summary["fidelity"]
+    assert set(summary["levels"]) == {"F16", "Q4_K_M", "Q8_0"}
+    sizes = {k: v["size_bytes"] for k, v in summary["levels"].items()}
+    assert sizes["F16"] > sizes["Q8_0"] > sizes["Q4_K_M"] > 0
+    for level, row in summary["levels"].items():
+        assert (out / row["file"]).is_file()
+        assert 1.0 < row["perplexity"] < 1000.0, level
+        assert row["tokens_per_s"] > 0
+        assert row["prompt_tokens_match"] is True
+    assert summary["levels"]["F16"]["perplexity_delta_pct"] == 0.0
+    assert json.loads((out / "export-summary.json").read_text())["task"] == "describer"
+    assert summary["registry"] == {"skipped": "register disabled or MLFLOW_TRACKING_URI unset"}
+
+
+def test_modelfile_points_at_served_level_with_all_stops(exported) -> None:
+    from components.export.modelfile import parse_modelfile
+
+    out, summary = exported
+    mf = parse_modelfile((out / "Modelfile").read_text())
+    assert mf.from_ == f"./{summary['files']['Q4_K_M']}"
+    assert mf.stops == ["<|im_end|>", "<|endoftext|>"]
+    assert mf.system == "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    assert mf.parameters == {"temperature": 0.7, "num_ctx": 2048}
+
+
+def test_eval_gate_scores_both_models_on_the_served_quant(exported) -> None:
+    _, summary = exported
+    gate = summary["eval_gate"]
+    # The stand-in "fine-tune" is the base itself: identical scores, so margin 0 passes exactly.
+    assert gate["n"] == 1 and gate["level"] == "Q4_K_M"
+    assert gate["finetuned"] == pytest.approx(gate["base"], abs=1e-9)
+    assert gate["passed"] is True
+
+
+def test_quantized_gguf_loads_and_generates(exported) -> None:
+    import llama_cpp
+
+    out, summary = exported
+    llm = llama_cpp.Llama(model_path=str(out / summary["files"]["Q4_K_M"]), n_ctx=256, verbose=False, seed=0)
+    try:
+        reply = llm.create_chat_completion(
+            messages=[{"role": "user", "content": "Name a fruit."}], max_tokens=12, temperature=0.0
+        )
+    finally:
+        llm.close()
+    text = reply["choices"][0]["message"]["content"]
+    assert reply["usage"]["completion_tokens"] > 0
+    assert text.strip()
+
+
+def _gate(out: Path, files: dict[str, Path], training_template: str | None = None) -> dict:
+    from transformers import AutoTokenizer
+
+    from components.export.core import run_fidelity_gate
+    from components.export.fidelity import default_golden
+
+    hf = smollm2_hf_dir()
+    tok = AutoTokenizer.from_pretrained(str(hf))
+    cfg = test_config(TEST_CACHE / "llama.cpp-0.3.36")
+    return run_fidelity_gate(
+        hf, tok, training_template or tok.chat_template, out / "Modelfile", files, default_golden("qa"), cfg
+    )
+
+
+def test_gate_fails_on_gguf_with_altered_embedded_template(exported, tmp_path: Path) -> None:
+    from components.export.gguf import ensure_converter, set_chat_template
+
+    out, summary = exported
+    tools = ensure_converter(TEST_CACHE / "llama.cpp-0.3.36", sdist_path())
+    # Same ChatML markers, but the system turn is dropped: subtle, and exactly what breaks serving.
+    altered = (
+        "{% for m in messages %}{% if m['role'] != 'system' %}<|im_start|>{{ m['role'] }}\n"
+        "{{ m['content'] }}<|im_end|>\n{% endif %}{% endfor %}<|im_start|>assistant\n"
+    )
+    bad = set_chat_template(out / summary["files"]["Q8_0"], tmp_path / "bad.gguf", altered, tools)
+    shutil.copy(out / "Modelfile", tmp_path / "Modelfile")
+    result = _gate(tmp_path, {"F16": out / summary["files"]["F16"], "Q8_0": bad})
+    assert result["fidelity"]["passed"] is False
+    assert "gguf:Q8_0" in result["fidelity"]["reason"]
+    assert "gguf:F16" not in result["fidelity"]["reason"]
+
+
+def test_gate_fails_on_modelfile_with_llama3_template(exported, tmp_path: Path) -> None:
+    from components.export.modelfile import GO_TEMPLATES, parse_modelfile
+
+    out, summary = exported
+    mf = parse_modelfile((out / "Modelfile").read_text())
+    mf.template = GO_TEMPLATES["llama3"]
+    (tmp_path / "Modelfile").write_text(mf.render())
+    result = _gate(tmp_path, {"F16": out / summary["files"]["F16"]})
+    assert result["fidelity"]["passed"] is False
+    assert "modelfile != training" in result["fidelity"]["reason"]
+
+
+def test_gate_fails_when_training_template_differs_from_the_tokenizer(exported) -> None:
+    out, summary = exported
+    trained_with = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    result = _gate(out, {"F16": out / summary["files"]["F16"]}, training_template=trained_with)
+    assert result["fidelity"]["passed"] is False
+    # Golden conversation 4 has no system turn: only there the default system prompt differs.
+    assert "conversation 4" in result["fidelity"]["reason"]
