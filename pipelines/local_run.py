@@ -21,6 +21,14 @@ class LocalRun:
     pipeline_root: Path
     outputs: dict[str, Path]
 
+    def step_output(self, task: str, output: str) -> Path:
+        """An intermediate artifact of this run (the local runner lays them out by task name)."""
+        run_dir = next(iter(self.outputs.values())).parent.parent
+        path = run_dir / task / output
+        if not path.exists():
+            raise FileNotFoundError(f"no output {output!r} of task {task!r} under {run_dir}")
+        return path
+
 
 def run_local(
     input_uri: str,

@@ -10,22 +10,34 @@ No `from __future__ import annotations` here: KFP reads the pipeline's annotatio
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Dataset
+from kfp.dsl import Model
 
 from components.common.config import CONFIG_DIR, load_config
+from components.export.component import export
+from components.export.core import ExportConfig
+from components.finetune.component import finetune
+from components.finetune.core import FinetuneConfig
 from components.prep.component import prep
 from components.prep.core import PrepConfig
 from components.sampling.component import sampling
 from components.sampling.core import SamplingConfig
+from components.synthesis.component import synthesis
+from components.synthesis.core import SynthesisConfig
 
 PIPELINE_NAME = "prodtune"
 
 # Which YAML each step reads; a profile dir (e.g. configs/local/) overrides files it contains.
+# The two fine-tunes are one component and one config type: only their YAML differs.
 STEP_CONFIGS = {
     "prep": PrepConfig,
     "sampling": SamplingConfig,
+    "synthesis": SynthesisConfig,
+    "describer": FinetuneConfig,
+    "qa": FinetuneConfig,
+    "export": ExportConfig,
 }
 
 
@@ -60,20 +72,61 @@ def load_step_configs(profile: str | None = None, overrides: dict[str, dict] | N
     }
 
 
+class PipelineOutputs(NamedTuple):
+    """The exported models (GGUF files, Modelfile, export summary), one per task."""
+
+    describer: Model
+    qa: Model
+
+
 def build_pipeline(platform: PlatformSettings | None = None):
     """The pipeline graph; with `platform`, tasks get Kubernetes resources, GPUs and secrets."""
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Product catalogue to fine-tuned, served LLMs.")
-    def prodtune_pipeline(input_uri: str, prep_config: str, sampling_config: str) -> Dataset:
+    def prodtune_pipeline(
+        input_uri: str,
+        prep_config: str,
+        sampling_config: str,
+        synthesis_config: str,
+        describer_config: str,
+        qa_config: str,
+        export_config: str,
+    ) -> PipelineOutputs:
         prep_task = prep(input_uri=input_uri, config_json=prep_config).set_display_name("prep")
         sample_task = sampling(processed=prep_task.outputs["processed"], config_json=sampling_config)
         sample_task.set_display_name("sampling")
+        synth_task = synthesis(sample=sample_task.outputs["sample"], config_json=synthesis_config)
+        synth_task.set_display_name("synthesis")
+        exported = {}
+        gpu_tasks, export_tasks = [], []
+        for task_name, cfg in (("describer", describer_config), ("qa", qa_config)):
+            ft = finetune(dataset=synth_task.outputs["dataset"], config_json=cfg)
+            ft.set_display_name(f"finetune-{task_name}")
+            ex = export(model=ft.outputs["model"], config_json=export_config)
+            ex.set_display_name(f"export-{task_name}")
+            exported[task_name] = ex.outputs["exported"]
+            gpu_tasks.append(ft)
+            export_tasks.append(ex)
         if platform is not None:
-            for task in (prep_task, sample_task):
+            for task in (prep_task, sample_task, synth_task, *export_tasks):
                 _cpu_task(task, platform)
-        return sample_task.outputs["sample"]
+            _teacher_secret(synth_task, platform)
+            for task in gpu_tasks:
+                _gpu_task(task, platform)
+        return PipelineOutputs(describer=exported["describer"], qa=exported["qa"])
 
     return prodtune_pipeline
+
+
+def _teacher_secret(task: dsl.PipelineTask, platform: PlatformSettings) -> None:
+    from kfp import kubernetes
+
+    # The teacher's endpoint and key reach synthesis from a Secret, never from parameters.
+    kubernetes.use_secret_as_env(
+        task,
+        secret_name=platform.teacher_secret,
+        secret_key_to_env={"OPENAI_API_KEY": "OPENAI_API_KEY", "OPENAI_BASE_URL": "OPENAI_BASE_URL"},
+    )
 
 
 def _cpu_task(task: dsl.PipelineTask, platform: PlatformSettings) -> None:

@@ -112,8 +112,13 @@ def demo(
     input: Annotated[
         str | None, typer.Option("--input", help="use this trn.json instead of generated data")
     ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="end with the API and UI serving the registered models")
+    ] = True,
+    port: Annotated[int, typer.Option(help="API port")] = 8000,
+    ui_port: Annotated[int, typer.Option(help="UI port")] = 8501,
 ) -> None:
-    """The laptop demo: start the embedded stack, generate sample data, run the pipeline locally."""
+    """The laptop demo: embedded stack, sample data, the whole pipeline locally, then API + UI."""
     from components.prep.sample_data import generate_trn
     from pipelines.local_run import run_local
 
@@ -128,6 +133,29 @@ def demo(
     with _teacher("local", settings.home) as teacher_env:
         result = run_local(input, output_dir, profile="local", env={**env, **teacher_env})
     _print_result(result, env)
+    if serve:
+        _serve_demo(result, settings.home, port, ui_port)
+
+
+def _serve_demo(result, home: Path, port: int, ui_port: int) -> None:
+    """Index this run's catalogue, then serve the models the run registered (alias champion)."""
+    import secrets
+
+    from pipelines.commands.route import index
+    from pipelines.commands.serve import serve as serve_api
+
+    catalogue = result.step_output("prep", "processed") / "trn-processed.parquet"
+    store = home / "vector-store"
+    index(catalogue=catalogue, out=store, backend="embedded", limit=None, batch_size=256, ivf=None)
+    os.environ["PRODTUNE_SERVING_STORE_PATH"] = str(store)
+    key_file = home / "api-key"
+    if not os.environ.get("PRODTUNE_API_KEY"):
+        if not key_file.is_file():
+            key_file.write_text(secrets.token_urlsafe(24))
+            key_file.chmod(0o600)
+        os.environ["PRODTUNE_API_KEY"] = key_file.read_text().strip()
+    console.print(f"API key: in {key_file} (export PRODTUNE_API_KEY=$(cat {key_file})); Ctrl-C stops serving")
+    serve_api(host="127.0.0.1", port=port, ui=True, ui_port=ui_port, log_level="warning")
 
 
 def compile_(

@@ -1,0 +1,119 @@
+"""transformers + PEFT + TRL backend: LoRA on CPU (the demo, CI), or on CUDA without Unsloth.
+
+On CUDA with `quantization.load_in_4bit` and bitsandbytes installed, the base loads in 4-bit (QLoRA);
+on CPU the base is float32 (TRL needs `use_cpu=True` there, else it asks for bf16).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from components.finetune import training
+from components.finetune.core import FinetuneConfig, TrainContext
+
+
+def load(config: FinetuneConfig, device: str) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = str(Path(config.base_model).expanduser())
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if device == "cuda":
+        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        kwargs["device_map"] = {"": 0}
+        if config.quantization.load_in_4bit and _has_bitsandbytes():
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=kwargs["dtype"]
+            )
+    else:
+        kwargs["dtype"] = torch.float32
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    return model, tokenizer
+
+
+def _has_bitsandbytes() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+def add_lora(model: Any, config: FinetuneConfig) -> Any:
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
+
+    set_seed(config.seed)  # LoRA A init is random: same seed, same start
+    if getattr(model, "is_loaded_in_4bit", False):
+        model = prepare_model_for_kbit_training(model, config.gradient_checkpointing)
+    lora = LoraConfig(
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=config.lora.target_modules,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def train(model: Any, tokenizer: Any, ctx: TrainContext, resume_from: Path | None) -> tuple[Any, Any]:
+    """LoRA-wrap `model`, train it (resuming if a checkpoint is given); return (peft model, trainer)."""
+    from trl import SFTTrainer
+
+    model = add_lora(model, ctx.config)
+    extra: dict[str, Any] = {"optim": ctx.config.optim or "adamw_torch"}
+    if ctx.device == "cpu":
+        # TRL defaults bf16=True; CPU autocast to bf16 is ~50x slower than fp32 on CPUs without AMX.
+        extra.update(use_cpu=True, bf16=False, fp16=False)
+    else:
+        import torch
+
+        extra["bf16" if torch.cuda.is_bf16_supported() else "fp16"] = True
+    trainer = SFTTrainer(
+        model=model,
+        args=training.sft_args(ctx, **extra),
+        train_dataset=training.tokenized_dataset(ctx),
+        processing_class=tokenizer,
+        data_collator=training.collator(tokenizer),
+        callbacks=training.callbacks(ctx),
+    )
+    training.fit(trainer, resume_from)
+    return trainer.model, trainer
+
+
+def for_inference(model: Any) -> Any:
+    model.eval()  # no LoRA dropout
+    model.config.use_cache = True  # Trainer sets it False; generation without a KV cache is quadratic
+    return model
+
+
+def save_merged(model: Any, tokenizer: Any, out: Path, eos_tokens: list[str]) -> None:
+    """Fold the adapter into the base weights; save in the base's dtype with tokenizer + chat template."""
+    import torch
+
+    base_dtype = getattr(torch, _stored_dtype(model.get_base_model().name_or_path))
+    merged = model.merge_and_unload()
+    if merged.dtype == torch.float32 and base_dtype != torch.float32:
+        merged = merged.to(base_dtype)
+    _set_stops(merged, tokenizer, eos_tokens)
+    merged.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+
+
+def _stored_dtype(base_dir: str) -> str:
+    # The base is trained in float32 on CPU; merged/ keeps the dtype the base was stored in.
+    cfg = json.loads((Path(base_dir) / "config.json").read_text(encoding="utf-8"))
+    dtype = cfg.get("dtype") or cfg.get("torch_dtype") or "float16"
+    return dtype if dtype in ("float16", "bfloat16", "float32") else "float16"
+
+
+def _set_stops(model: Any, tokenizer: Any, eos_tokens: list[str]) -> None:
+    # generation_config lists every end token, so HF generate and the GGUF converter stop on all of them.
+    ids = tokenizer.convert_tokens_to_ids(eos_tokens)
+    model.generation_config.eos_token_id = ids if len(ids) > 1 else ids[0]
