@@ -48,7 +48,16 @@ def _register() -> None:
     app._prodtune_registered = True  # type: ignore[attr-defined]
 
 
+def _exit_on_sigterm() -> None:
+    # SIGTERM (kill, Kubernetes pod stop) becomes SystemExit, so `with` blocks run their cleanup:
+    # the local teacher server and other child processes are stopped, not orphaned.
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def main(argv: list[str] | None = None) -> None:
+    _exit_on_sigterm()
     _register()
     try:
         app(args=argv, standalone_mode=True)
