@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,23 @@ def atomic_open(target: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[
         yield fh
         fh.flush()
         os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Yield a temp dir beside `target`; it replaces `target` (whole) only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes 0700; outputs are shared read-only data
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def write_json(target: str | Path, obj: Any) -> None:

@@ -12,11 +12,9 @@ import contextlib
 import ctypes
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from components.common.atomic import atomic_path
+from components.common.atomic import atomic_dir, atomic_path
 from components.common.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -61,9 +59,7 @@ def ensure_converter(tools_dir: str | Path, sdist: str | Path) -> Path:
         raise InputError(
             "llama-cpp-python sdist not found (run scripts/setup.sh)", path=sdist, field="sdist_path"
         )
-    tools_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{tools_dir.name}.", dir=tools_dir.parent))
-    try:
+    with atomic_dir(tools_dir) as tmp:
         with tarfile.open(sdist) as tar:
             members = []
             for member in tar.getmembers():
@@ -77,12 +73,6 @@ def ensure_converter(tools_dir: str | Path, sdist: str | Path) -> Path:
                 raise InputError(f"{CONVERTER} not in the sdist", path=sdist)
             tar.extractall(tmp, members=members, filter="data")
         (tmp / _MARKER).write_text(f"{sdist.name}\n", encoding="utf-8")
-        if tools_dir.exists():
-            shutil.rmtree(tools_dir)
-        os.replace(tmp, tools_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return tools_dir
 
 

@@ -18,15 +18,14 @@ import resource
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from components.common.atomic import atomic_open, write_json
+from components.common.atomic import atomic_dir, atomic_open, write_json
 from components.common.config import StepConfig
 from components.common.errors import InputError
 from components.common.tracking import NullTracker, Tracker, step_run
@@ -441,22 +440,6 @@ def last_checkpoint(checkpoints_dir: Path) -> Path | None:
         if p.is_dir() and p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
     ]
     return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
-
-
-@contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temp dir beside `target`; it replaces `target` only if the block succeeds."""
-    tmp = target.with_name(f".tmp-{target.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _load_backend(name: str) -> Any:

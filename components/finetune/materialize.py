@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
+from components.common.atomic import atomic_dir
 from components.common.errors import InputError
 
 MODELS_DIR = Path(os.environ.get("PRODTUNE_MODELS_DIR", Path.home() / ".cache" / "prodtune" / "models"))
@@ -61,19 +60,10 @@ def materialize(
         tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos_id)
 
     # Write beside the target, then rename: a crash never leaves a half model under the final name.
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{output.name}.", dir=output.parent))
-    try:
+    with atomic_dir(output) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / MARKER).write_text(f"source={gguf.name}\ndtype={dtype}\n", encoding="utf-8")
-        tmp.chmod(0o755)  # mkdtemp makes it 0700; the model dir is shared read-only data
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return output
 
 

@@ -148,6 +148,9 @@ def _serve_demo(result, home: Path, port: int, ui_port: int) -> None:
     store = home / "vector-store"
     index(catalogue=catalogue, out=store, backend="embedded", limit=None, batch_size=256, ivf=None)
     os.environ["PRODTUNE_SERVING_STORE_PATH"] = str(store)
+    # Serve what this run registered: `candidate` always points at it, while `champion` moves only
+    # when the eval gate passes (a tiny CPU fine-tune may not beat its base). Production serves champion.
+    os.environ.setdefault("PRODTUNE_LLM_ALIAS", "candidate")
     key_file = home / "api-key"
     if not os.environ.get("PRODTUNE_API_KEY"):
         if not key_file.is_file():

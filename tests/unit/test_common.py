@@ -84,3 +84,20 @@ def test_step_run_without_tracking_uri_is_a_null_tracker(monkeypatch):
         tracker.log_metrics({"m": 2})
     assert isinstance(tracker, NullTracker)
     assert tracker.params == {"a": 1} and tracker.metrics == {"m": 2.0}
+
+
+def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path):
+    from components.common.atomic import atomic_dir
+
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.bin").write_text("v1")
+    assert (target / "a.bin").read_text() == "v1"
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "b.bin").write_text("half")
+        raise RuntimeError("crash")
+    assert sorted(p.name for p in target.iterdir()) == ["a.bin"]  # old version intact
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temp dir left behind
+    with atomic_dir(target) as tmp:
+        (tmp / "c.bin").write_text("v2")
+    assert sorted(p.name for p in target.iterdir()) == ["c.bin"]
