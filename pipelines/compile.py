@@ -10,7 +10,11 @@ from pipelines.pipeline import PlatformSettings, build_pipeline, load_step_confi
 
 
 def compile_pipeline(
-    output: str | Path, *, profile: str | None = "production", platform: PlatformSettings | None = None
+    output: str | Path,
+    *,
+    profile: str | None = "production",
+    platform: PlatformSettings | None = None,
+    checkpoint_root: str = "s3://prodtune/checkpoints",
 ) -> Path:
     """Write the pipeline package; step configs of `profile` become the parameter defaults."""
     from kfp import compiler
@@ -22,7 +26,11 @@ def compile_pipeline(
     compiler.Compiler().compile(
         pipeline,
         str(output),
-        pipeline_parameters={f"{step}_config": cfg for step, cfg in configs.items()},
+        pipeline_parameters={
+            **{f"{step}_config": cfg for step, cfg in configs.items()},
+            # Fine-tune checkpoints are mirrored here, so a rescheduled GPU pod resumes.
+            "checkpoint_root": checkpoint_root,
+        },
     )
     return output
 

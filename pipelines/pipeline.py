@@ -91,6 +91,7 @@ def build_pipeline(platform: PlatformSettings | None = None):
         describer_config: str,
         qa_config: str,
         export_config: str,
+        checkpoint_root: str = "",
     ) -> PipelineOutputs:
         prep_task = prep(input_uri=input_uri, config_json=prep_config).set_display_name("prep")
         sample_task = sampling(processed=prep_task.outputs["processed"], config_json=sampling_config)
@@ -100,7 +101,12 @@ def build_pipeline(platform: PlatformSettings | None = None):
         exported = {}
         gpu_tasks, export_tasks = [], []
         for task_name, cfg in (("describer", describer_config), ("qa", qa_config)):
-            ft = finetune(dataset=synth_task.outputs["dataset"], config_json=cfg)
+            ft = finetune(
+                dataset=synth_task.outputs["dataset"],
+                config_json=cfg,
+                checkpoint_uri=checkpoint_root,
+                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            )
             ft.set_display_name(f"finetune-{task_name}")
             ex = export(model=ft.outputs["model"], config_json=export_config)
             ex.set_display_name(f"export-{task_name}")

@@ -15,6 +15,7 @@ def finetune(
     config_json: str,
     model: Output[Model],
     checkpoint_uri: str = "",
+    run_id: str = "",
     keep_checkpoints: bool = False,
 ) -> None:
     import shutil
@@ -24,7 +25,9 @@ def finetune(
 
     config = FinetuneConfig.model_validate_json(config_json)
     train, evalf = dataset_files(dataset.path, config.task)
-    result = run_finetune_tracked(config, train, evalf, model.path, checkpoint_uri=checkpoint_uri or None)
+    # s3://.../<pipeline run>/<task>: a rescheduled pod of this run resumes; a new run starts fresh.
+    uri = f"{checkpoint_uri.rstrip('/')}/{run_id}/{config.task}" if checkpoint_uri else None
+    result = run_finetune_tracked(config, train, evalf, model.path, checkpoint_uri=uri)
     if not keep_checkpoints:  # optimizer state is for resume only; the export step needs merged/
         shutil.rmtree(Path(model.path) / "checkpoints", ignore_errors=True)
     s = result.summary

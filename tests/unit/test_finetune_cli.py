@@ -81,7 +81,7 @@ def test_component_interface(tmp_path: Path) -> None:
     spec = yaml.safe_load(path.read_text())
     inputs = spec["root"]["inputDefinitions"]
     assert set(inputs["artifacts"]) == {"dataset"}
-    assert {"config_json", "checkpoint_uri", "keep_checkpoints"} == set(inputs["parameters"])
+    assert {"config_json", "checkpoint_uri", "run_id", "keep_checkpoints"} == set(inputs["parameters"])
     assert set(spec["root"]["outputDefinitions"]["artifacts"]) == {"model"}
     executor = next(iter(spec["deploymentSpec"]["executors"].values()))
     assert executor["container"]["image"] == TRAIN_GPU_IMAGE

@@ -83,3 +83,15 @@ def test_synthesis_gets_the_teacher_key_from_a_secret(tmp_path, monkeypatch):
         ]
         == "OPENAI_API_KEY"
     )
+
+
+def test_finetune_checkpoints_go_to_s3_per_pipeline_run(tmp_path):
+    out = compile_pipeline(tmp_path / "p.yaml", checkpoint_root="s3://bucket/ckpt")
+    spec = _docs(out)[0]
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["checkpoint_root"]["defaultValue"] == "s3://bucket/ckpt"
+    tasks = spec["root"]["dag"]["tasks"]
+    for name in (n for n in tasks if n.startswith("finetune")):
+        inputs = tasks[name]["inputs"]["parameters"]
+        assert inputs["checkpoint_uri"]["componentInputParameter"] == "checkpoint_root"
+        assert inputs["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
