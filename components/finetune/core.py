@@ -279,8 +279,12 @@ def _holdout(uid: str, seed: int, fraction: float) -> bool:
 def split_examples(
     train: list[Example], eval_rows: list[Example] | None, config: FinetuneConfig
 ) -> tuple[list[Example], list[Example]]:
-    """Use the eval file when given; else rows marked split=eval; else a seeded hash holdout by uid."""
-    if eval_rows is not None:
+    """Use the eval file when it has rows; else rows marked split=eval; else a seeded hash holdout by uid.
+
+    An empty eval file happens for real (the teacher kept no pair for any eval product): evaluating on
+    nothing would leave the before/after table and the export's eval gate empty, so hold out instead.
+    """
+    if eval_rows:
         return train, eval_rows
     if any(e.split == "eval" for e in train):
         return [e for e in train if e.split != "eval"], [e for e in train if e.split == "eval"]

@@ -95,6 +95,7 @@ def test_split_prefers_eval_file_then_split_field_then_hash() -> None:
     assert len(tr) + len(ev) == 200 and 30 < len(ev) < 90
     assert split_examples(train, None, cfg) == (tr, ev)  # deterministic
     assert not {e.uid for e in tr} & {e.uid for e in ev}
+    assert split_examples(train, [], cfg) == (tr, ev)  # an empty eval file falls back to the holdout
 
 
 def test_chat_template_resolution(tmp_path: Path) -> None:
