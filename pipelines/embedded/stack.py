@@ -41,6 +41,18 @@ __all__ = ["SECRET_ENV_VARS", "EmbeddedStack", "ServiceError"]
 
 # env() keys that must not be printed or logged unless the user asks for them.
 SECRET_ENV_VARS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"})
+# Variables that outrank or shadow the ones env() sets (see components.common.settings): a process
+# that should talk to this stack must not also carry these.
+SHADOWING_VARS = (
+    "PRODTUNE_MLFLOW_TRACKING_URI",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "PRODTUNE_S3_ACCESS_KEY_ID",
+    "PRODTUNE_S3_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "MLFLOW_S3_ENDPOINT_URL",
+)
 STACK_FILE = "stack.json"
 
 

@@ -24,19 +24,7 @@ import pytest
 
 from components.common.settings import Settings
 from components.common.storage import S3Store
-from pipelines.embedded.stack import EmbeddedStack
-
-# Variables that outrank or shadow the ones stack.env() sets (see components.common.settings).
-SHADOWING_VARS = (
-    "PRODTUNE_MLFLOW_TRACKING_URI",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "PRODTUNE_S3_ACCESS_KEY_ID",
-    "PRODTUNE_S3_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "MLFLOW_S3_ENDPOINT_URL",
-)
+from pipelines.embedded.stack import SHADOWING_VARS, EmbeddedStack
 
 
 @pytest.fixture(scope="session")

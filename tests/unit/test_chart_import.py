@@ -186,18 +186,6 @@ def test_create_models_forces_a_fresh_download_when_ollama_lost_the_model(
     assert not (import_dir / "prodtune-qa:champion" / ".version").exists()
 
 
-SHADOWING_VARS = (
-    "PRODTUNE_MLFLOW_TRACKING_URI",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "PRODTUNE_S3_ACCESS_KEY_ID",
-    "PRODTUNE_S3_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "MLFLOW_S3_ENDPOINT_URL",
-)
-
-
 @pytest.mark.integration
 @pytest.mark.slow  # starts SeaweedFS + MLflow: 1-2 min on 2 shared cores
 def test_fetch_models_stages_what_the_export_step_registered(
@@ -211,7 +199,7 @@ def test_fetch_models_stages_what_the_export_step_registered(
     from components.common.settings import Settings
     from components.export import registry
     from components.export.core import ExportConfig
-    from pipelines.embedded.stack import EmbeddedStack
+    from pipelines.embedded.stack import SHADOWING_VARS, EmbeddedStack
 
     stack = EmbeddedStack.with_free_ports(tmp_path / "home")
     stack.start()
