@@ -64,8 +64,6 @@ def add_lora(model: Any, config: FinetuneConfig) -> Any:
 
 def train(model: Any, tokenizer: Any, ctx: TrainContext, resume_from: Path | None) -> tuple[Any, Any]:
     """LoRA-wrap `model`, train it (resuming if a checkpoint is given); return (peft model, trainer)."""
-    from trl import SFTTrainer
-
     model = add_lora(model, ctx.config)
     extra: dict[str, Any] = {"optim": ctx.config.optim or "adamw_torch"}
     if ctx.device == "cpu":
@@ -75,16 +73,7 @@ def train(model: Any, tokenizer: Any, ctx: TrainContext, resume_from: Path | Non
         import torch
 
         extra["bf16" if torch.cuda.is_bf16_supported() else "fp16"] = True
-    trainer = SFTTrainer(
-        model=model,
-        args=training.sft_args(ctx, **extra),
-        train_dataset=training.tokenized_dataset(ctx),
-        processing_class=tokenizer,
-        data_collator=training.collator(tokenizer),
-        callbacks=training.callbacks(ctx),
-    )
-    training.fit(trainer, resume_from)
-    return trainer.model, trainer
+    return training.train_sft(model, tokenizer, ctx, resume_from, **extra)
 
 
 def for_inference(model: Any) -> Any:

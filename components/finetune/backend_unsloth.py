@@ -54,25 +54,22 @@ def add_lora(model: Any, config: FinetuneConfig) -> Any:
 
 
 def train(model: Any, tokenizer: Any, ctx: TrainContext, resume_from: Path | None) -> tuple[Any, Any]:
-    from trl import SFTTrainer
     from unsloth import is_bfloat16_supported
 
     from components.finetune import training
 
     model = add_lora(model, ctx.config)
     bf16 = is_bfloat16_supported()
-    trainer = SFTTrainer(
-        model=model,
-        args=training.sft_args(
-            ctx, trainer_checkpointing=False, optim=ctx.config.optim or "adamw_8bit", bf16=bf16, fp16=not bf16
-        ),
-        train_dataset=training.tokenized_dataset(ctx),
-        processing_class=tokenizer,
-        data_collator=training.collator(tokenizer),
-        callbacks=training.callbacks(ctx),
+    return training.train_sft(
+        model,
+        tokenizer,
+        ctx,
+        resume_from,
+        trainer_checkpointing=False,
+        optim=ctx.config.optim or "adamw_8bit",
+        bf16=bf16,
+        fp16=not bf16,
     )
-    training.fit(trainer, resume_from)
-    return trainer.model, trainer
 
 
 def for_inference(model: Any) -> Any:

@@ -89,3 +89,22 @@ def callbacks(ctx: TrainContext) -> list[Any]:
 
 def fit(trainer: Any, resume_from: Path | None) -> None:
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+
+
+def train_sft(
+    model: Any, tokenizer: Any, ctx: TrainContext, resume_from: Path | None, **args: Any
+) -> tuple[Any, Any]:
+    """The one SFTTrainer both backends use (pre-tokenized, completion-only rows); `args` are the
+    backend's precision/optimizer choices for `sft_args`. Returns (trained model, trainer)."""
+    from trl import SFTTrainer
+
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_args(ctx, **args),
+        train_dataset=tokenized_dataset(ctx),
+        processing_class=tokenizer,
+        data_collator=collator(tokenizer),
+        callbacks=callbacks(ctx),
+    )
+    fit(trainer, resume_from)
+    return trainer.model, trainer
