@@ -8,18 +8,26 @@ cosine similarity is at least `threshold` percent; when none is left, `answer` d
 model at all: it returns NO_MATCH_ANSWER and no sources, so nothing is invented. Otherwise the QA
 model sees exactly the products listed in `sources` (their uids), and the answer cites them.
 Prompts come from components/common/chat_format.py: the layouts the models were trained on.
+
+Everything about one request lives in its `RequestContext` (LangGraph's run-scoped context): a route
+forced by the API model, generation limits, the token sink of a streaming reply, the cancel flag set
+when the client leaves, and the model calls made (usage, finish reason). The compiled graph and its
+backends are shared by concurrent requests and hold none of it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 
 from components.common.chat_format import describer_messages, qa_messages
 from serving.config import ServingSettings
-from serving.llm.base import ChatBackend
+from serving.llm.base import ChatBackend, ChatResult, TokenSink
 from serving.retrieval.base import Hit, VectorStore, threshold_to_min_score
 from serving.retrieval.embedder import TextEmbedder
 from serving.router.classifier import RouterClassifier
@@ -51,6 +59,41 @@ class RouterState(TypedDict, total=False):
     model: str
 
 
+@dataclass
+class RequestContext:
+    """One request's settings and record; see the module docstring."""
+
+    forced_route: str | None = None  # set by the API model (`prodtune-describer` -> "describe")
+    forced_by: str = ""
+    max_tokens: int | None = None  # None: the settings' per-route default
+    temperature: float | None = None
+    on_token: TokenSink | None = None
+    cancel: threading.Event | None = None
+    calls: list[ChatResult] = field(default_factory=list)
+
+    def generate(
+        self, backend: ChatBackend, messages: list[dict[str, str]], max_tokens: int, temperature: float
+    ) -> ChatResult:
+        result = backend.chat(
+            messages,
+            max_tokens=self.max_tokens or max_tokens,
+            temperature=self.temperature if self.temperature is not None else temperature,
+            on_token=self.on_token,
+            cancel=self.cancel,
+        )
+        self.calls.append(result)
+        return result
+
+
+@dataclass(frozen=True)
+class ForcedDecision:
+    """What `classify` records when the API model forces the route."""
+
+    route: str
+    confidence: float
+    reason: str
+
+
 def cite(answer: str, hits: list[Hit]) -> str:
     lines = [f"[{h.uid}] {h.title}" for h in hits]
     return answer.rstrip() + "\n\nSources: " + "; ".join(lines)
@@ -64,23 +107,29 @@ def build_graph(
     qa: ChatBackend,
     settings: ServingSettings | None = None,
 ) -> Any:
-    """Compile the router graph. Invoke with `{"input": text}` and optionally `"threshold"` (percent)."""
+    """Compile the router graph. Invoke with `{"input": text}` and optionally `"threshold"` (percent),
+    and `context=RequestContext(...)` (a default one when omitted)."""
     settings = settings or ServingSettings()
 
-    def classify(state: RouterState) -> RouterState:
-        decision = classifier.classify(state["input"])
+    def ctx_of(runtime: Runtime[RequestContext]) -> RequestContext:
+        return runtime.context if runtime.context is not None else RequestContext()
+
+    def classify(state: RouterState, runtime: Runtime[RequestContext]) -> RouterState:
+        ctx = ctx_of(runtime)
+        if ctx.forced_route is not None:
+            decision: Any = ForcedDecision(ctx.forced_route, 1.0, f"forced by model {ctx.forced_by}")
+        else:
+            decision = classifier.classify(state["input"])
         log.info("route %s (%.2f): %s", decision.route, decision.confidence, decision.reason)
         return {"route": decision.route, "confidence": decision.confidence, "reason": decision.reason}
 
     def pick(state: RouterState) -> str:
         return ROUTES[state["route"]]
 
-    def describe(state: RouterState) -> RouterState:
+    def describe(state: RouterState, runtime: Runtime[RequestContext]) -> RouterState:
         title = strip_imperative(state["input"])
-        result = describer.chat(
-            describer_messages(title),
-            max_tokens=settings.describe_max_tokens,
-            temperature=settings.temperature,
+        result = ctx_of(runtime).generate(
+            describer, describer_messages(title), settings.describe_max_tokens, settings.temperature
         )
         return {"answer": result.text.strip(), "sources": [], "hits": [], "model": result.model}
 
@@ -91,7 +140,7 @@ def build_graph(
         log.info("retrieved %d product(s) at >= %g%%: %s", len(hits), threshold, [h.uid for h in hits])
         return {"hits": hits, "threshold": threshold}
 
-    def answer(state: RouterState) -> RouterState:
+    def answer(state: RouterState, runtime: Runtime[RequestContext]) -> RouterState:
         hits = state.get("hits", [])
         if not hits:
             return {
@@ -100,14 +149,12 @@ def build_graph(
                 "model": "",
             }
         context = [(h.title, h.content[: settings.context_content_chars]) for h in hits]
-        result = qa.chat(
-            qa_messages(state["input"], context),
-            max_tokens=settings.answer_max_tokens,
-            temperature=settings.temperature,
+        result = ctx_of(runtime).generate(
+            qa, qa_messages(state["input"], context), settings.answer_max_tokens, settings.temperature
         )
         return {"answer": cite(result.text, hits), "sources": [h.uid for h in hits], "model": result.model}
 
-    graph = StateGraph(RouterState)
+    graph = StateGraph(RouterState, context_schema=RequestContext)
     graph.add_node("classify", classify)
     graph.add_node("describe", describe)
     graph.add_node("retrieve", retrieve)

@@ -1,4 +1,5 @@
-"""Client-side rate limit in requests/min and tokens/min (token buckets), shared by all workers.
+"""Client-side rate limit in requests/min and tokens/min (token buckets of
+`components.common.ratelimit`, the class the API's per-key limits use too), shared by all workers.
 
 Providers enforce both limits; staying under them ourselves turns most 429s into short local waits.
 Tokens are not known before a call, so a request reserves an estimate and `settle` corrects the
@@ -11,40 +12,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from components.common.ratelimit import TokenBucket
 
-class TokenBucket:
-    """`rate_per_min` units per minute, bursts up to one minute's worth; None means unlimited."""
-
-    def __init__(self, rate_per_min: float | None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate_per_min / 60.0 if rate_per_min else None
-        self.capacity = float(rate_per_min or 0)
-        self.level = self.capacity
-        self._clock = clock
-        self._last = clock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        if self.rate is not None:
-            self.level = min(self.capacity, self.level + (now - self._last) * self.rate)
-        self._last = now
-
-    def wait_time(self, amount: float) -> float:
-        """Seconds until `amount` is available (0 if now). Amounts above capacity wait for a full bucket."""
-        if self.rate is None:
-            return 0.0
-        self._refill()
-        need = min(amount, self.capacity) - self.level
-        return max(0.0, need / self.rate)
-
-    def take(self, amount: float) -> None:
-        if self.rate is not None:
-            self._refill()
-            self.level -= amount
-
-    def give_back(self, amount: float) -> None:
-        if self.rate is not None:
-            self._refill()
-            self.level = min(self.capacity, self.level + amount)
+__all__ = ["RateLimiter", "TokenBucket"]
 
 
 class RateLimiter:

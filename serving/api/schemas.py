@@ -3,7 +3,7 @@
 Requests: `model`, `messages` (the last user message is the input), `stream`, `max_tokens`
 (or `max_completion_tokens`), `temperature`; the similarity threshold (percent, 0-100) comes as
 `"prodtune": {"threshold": 60}` or top-level `"similarity_threshold": 60`. Other OpenAI fields the
-official clients send (`top_p`, `user`, `stream_options`, ...) are accepted and ignored.
+official clients send (`top_p`, `user`, ...) are accepted and ignored.
 """
 
 from __future__ import annotations
@@ -33,12 +33,18 @@ class ProdtuneOptions(BaseModel):
     threshold: float | None = Field(default=None, ge=0, le=100)
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = False
+
+
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
+    stream_options: StreamOptions | None = None  # include_usage: a last chunk with `usage` (OpenAI's)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=0.0, ge=0, le=2)

@@ -18,7 +18,7 @@ from typing import Any
 
 from components.common.chat_format import describer_messages, qa_messages
 from serving.api.responder import MODELS, RouteResult, Source
-from serving.llm.base import ChatBackend
+from serving.llm.base import ChatBackend, TokenSink
 
 _WORD = re.compile(r"[a-z0-9]+")
 DEFAULT_THRESHOLD = 50.0
@@ -80,33 +80,33 @@ class CatalogResponder:
         return f"According to {source.title}: {content}"
 
     def respond(
-        self, text: str, threshold: float | None, model: str, *, max_tokens: int, temperature: float
+        self,
+        text: str,
+        threshold: float | None,
+        model: str,
+        *,
+        max_tokens: int,
+        temperature: float,
+        on_token: TokenSink | None = None,
+        cancel: threading.Event | None = None,
     ) -> RouteResult:
         route, confidence, reason, hits = self._plan(text, threshold, model)
         if self.backend is not None:
             out = self.backend.chat(
-                self._messages(route, text, hits), max_tokens=max_tokens, temperature=temperature
+                self._messages(route, text, hits),
+                max_tokens=max_tokens,
+                temperature=temperature,
+                on_token=on_token,
+                cancel=cancel,
             )
-            answer, usage = out.text, (out.prompt_tokens, out.completion_tokens)
+            answer, usage, finish = out.text, (out.prompt_tokens, out.completion_tokens), out.finish_reason
         else:
-            answer, usage = self._composed(route, text, hits), (0, 0)
-        return RouteResult(route, confidence, reason, answer, [s for s, _ in hits], *usage)
-
-    def respond_stream(
-        self, text: str, threshold: float | None, model: str, *, max_tokens: int, temperature: float
-    ) -> Iterator[str | RouteResult]:
-        route, confidence, reason, hits = self._plan(text, threshold, model)
-        if self.backend is not None:
-            pieces = self.backend.stream(
-                self._messages(route, text, hits), max_tokens=max_tokens, temperature=temperature
-            )
-        else:
-            pieces = iter(re.findall(r"\S+\s*", self._composed(route, text, hits)))
-        answer = []
-        for piece in pieces:
-            answer.append(piece)
-            yield piece
-        yield RouteResult(route, confidence, reason, "".join(answer).strip(), [s for s, _ in hits])
+            answer, usage, finish = self._composed(route, text, hits), (0, 0), "stop"
+            for piece in re.findall(r"\S+\s*", answer) if on_token is not None else ():
+                on_token(piece)
+        return RouteResult(
+            route, confidence, reason, answer, [s for s, _ in hits], *usage, finish_reason=finish
+        )
 
     def ready(self) -> dict[str, bool]:
         return {"catalog": bool(self.products), "backend": True}

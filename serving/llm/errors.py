@@ -9,3 +9,15 @@ class BackendError(RuntimeError):
 
 class BackendUnavailable(BackendError):
     """The model cannot be reached or loaded at all (the API answers 503)."""
+
+
+class BackendBusy(BackendUnavailable):
+    """The model's queue is full (the API answers 503 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class BackendCancelled(BackendError):
+    """The request was cancelled (its client left) before the model started on it."""

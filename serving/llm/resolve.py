@@ -65,6 +65,15 @@ class LlmSettings(BaseSettings):
     )
     n_ctx: int = Field(default=2048, ge=256)
     n_threads: int | None = Field(default=None, ge=1)
+    # Replies one Ollama model generates at once: set it to the Ollama server's OLLAMA_NUM_PARALLEL
+    # (the chart passes the same value to both). A llama.cpp model always generates one at a time.
+    ollama_num_parallel: int = Field(
+        default=1,
+        ge=1,
+        validation_alias=AliasChoices("PRODTUNE_LLM_OLLAMA_NUM_PARALLEL", "OLLAMA_NUM_PARALLEL"),
+    )
+    # Requests that may queue per model beyond those generating; more get 503 + Retry-After.
+    max_waiting: int = Field(default=16, ge=0)
 
     def registered(self, role: Role) -> str:
         return self.describer_registered if role == "describer" else self.qa_registered
@@ -270,7 +279,12 @@ def load_backend(resolved: ResolvedModel, settings: LlmSettings) -> ChatBackend:
     if resolved.backend == "ollama":
         from serving.llm.ollama_backend import OllamaBackend
 
-        return OllamaBackend(resolved.name, host=settings.ollama_host)
+        return OllamaBackend(
+            resolved.name,
+            host=settings.ollama_host,
+            concurrency=settings.ollama_num_parallel,
+            max_waiting=settings.max_waiting,
+        )
     from serving.llm.llamacpp import LlamaCppBackend
 
     assert resolved.path is not None
@@ -280,6 +294,7 @@ def load_backend(resolved: ResolvedModel, settings: LlmSettings) -> ChatBackend:
         n_ctx=settings.n_ctx,
         n_threads=settings.n_threads,
         extra_stops=resolved.stops,
+        max_waiting=settings.max_waiting,
     )
 
 

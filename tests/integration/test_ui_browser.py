@@ -46,11 +46,9 @@ class RecordingResponder(CatalogResponder):
 
     last: RouteResult | None = None
 
-    def respond_stream(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        for event in super().respond_stream(*args, **kwargs):
-            if isinstance(event, RouteResult):
-                self.last = event
-            yield event
+    def respond(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.last = super().respond(*args, **kwargs)
+        return self.last
 
 
 def _backend():  # type: ignore[no-untyped-def]

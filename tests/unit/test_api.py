@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from components.common.errors import InputError
+from components.common.ratelimit import KeyedBuckets
 from serving.api.app import create_app
-from serving.api.ratelimit import TokenBucket
 from serving.api.settings import ApiSettings
 from serving.api.testing import CatalogResponder
 from serving.llm.errors import BackendError
@@ -230,7 +230,7 @@ def test_rate_limit_is_429_with_retry_after(responder: CatalogResponder) -> None
 
 def test_token_bucket_refills_over_time() -> None:
     now = [0.0]
-    bucket = TokenBucket(rate_per_minute=60, burst=2, clock=lambda: now[0])
+    bucket = KeyedBuckets(rate_per_min=60, capacity=2, clock=lambda: now[0])
     assert [bucket.take("k"), bucket.take("k")] == [0.0, 0.0]
     assert bucket.take("k") == pytest.approx(1.0)
     assert bucket.take("other") == 0.0  # buckets are per key
@@ -242,6 +242,8 @@ def test_app_refuses_to_start_without_a_key(
     responder: CatalogResponder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PRODTUNE_API_KEY", raising=False)
+    for name in ("PRODTUNE_API_KEYS", "PRODTUNE_API_KEYS_DIR"):
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(InputError, match="PRODTUNE_API_KEY"):
         create_app(responder, settings=ApiSettings())
     monkeypatch.setenv("PRODTUNE_API_KEY", "from-env")
@@ -251,11 +253,10 @@ def test_app_refuses_to_start_without_a_key(
 
 
 class _Broken(CatalogResponder):
-    def respond(self, *a: object, **k: object):  # type: ignore[override]
-        raise BackendError("ollama prodtune-qa:champion: model not found (HTTP 404)")
-
-    def respond_stream(self, *a: object, **k: object):  # type: ignore[override]
-        yield "partial "
+    def respond(self, *a: object, on_token=None, **k: object):  # type: ignore[override]
+        if on_token is None:
+            raise BackendError("ollama prodtune-qa:champion: model not found (HTTP 404)")
+        on_token("partial ")
         raise BackendError("stream broke")
 
 
@@ -267,3 +268,32 @@ def test_backend_errors_are_502_or_in_band_when_streaming() -> None:
         events = sse_events(list(s.iter_lines()))
     assert events[-1] == "[DONE]"
     assert json.loads(events[-2])["error"]["message"] == "stream broke"
+
+
+def test_every_key_has_its_own_bucket_and_keys_come_from_env_or_a_secret_dir(
+    responder: CatalogResponder, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "keys"
+    secret.mkdir()
+    (secret / "ui").write_text("ui-key\n")
+    (secret / "..data").mkdir()  # what a Secret volume mount also holds: skipped
+    monkeypatch.setenv("PRODTUNE_API_KEYS", "batch=batch-key, alice=alice-key")
+    monkeypatch.setenv("PRODTUNE_API_KEYS_DIR", str(secret))
+    monkeypatch.delenv("PRODTUNE_API_KEY", raising=False)
+    c = TestClient(create_app(responder, settings=ApiSettings(rate_burst=2, rate_per_minute=1)))
+
+    def status(key: str) -> int:
+        return c.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code
+
+    assert [status("batch-key") for _ in range(3)] == [200, 200, 429]  # batch used up its bucket
+    assert [status("alice-key"), status("ui-key")] == [200, 200]  # the others still have theirs
+    r = c.get("/v1/models", headers={"Authorization": "Bearer batch-key"})
+    assert "'batch'" in r.json()["error"]["message"] and "batch-key" not in r.text  # named, never shown
+    assert status("nope") == 401
+
+
+def test_unknown_paths_and_methods_answer_in_openai_error_shape(client: TestClient) -> None:
+    r = client.get("/v1/nothing-here", headers=AUTH)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = client.get("/v1/chat/completions", headers=AUTH)
+    assert r.status_code == 405 and set(r.json()["error"]) == {"message", "type", "param", "code"}

@@ -3,71 +3,26 @@ vector store; a hashing embedder and scripted chat backends stand in for the mod
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
-from collections.abc import Sequence
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from serving import graph
 from serving.api.app import create_app
-from serving.api.responder import GraphResponder, RouteResult
+from serving.api.responder import GraphResponder, RouteResult, iter_response, result_from_state
 from serving.api.settings import ApiSettings
 from serving.config import ServingSettings
-from serving.llm.base import ChatResult
-from serving.retrieval.embedded import EmbeddedStore
 from serving.router.classifier import RouterClassifier
-
-DIM = 256
-PRODUCTS = [
-    ("0000031909", "Girls Ballet Tutu Neon Pink", "High quality 3 layer ballet tutu. 12 inches in length."),
-    ("B000FQ2JLW", "Stainless Steel Insulated Water Bottle", "Keeps drinks cold for 24 hours."),
-    ("B00BXLSPZE", "Kids Ballet Slippers Pink Leather", "Full sole leather ballet shoes for girls."),
-]
-
-
-class ScriptedBackend:
-    """A ChatBackend that replies with a fixed text (word by word when streaming) and records calls."""
-
-    def __init__(self, model: str, reply: str) -> None:
-        self.model, self.reply = model, reply
-        self.calls: list[dict] = []
-
-    def chat(
-        self, messages: list[dict[str, str]], *, max_tokens: int = 256, temperature: float = 0.0
-    ) -> ChatResult:
-        self.calls.append({"messages": messages, "max_tokens": max_tokens})
-        return ChatResult(text=self.reply, model=self.model)
-
-    def stream(self, messages: list[dict[str, str]], *, max_tokens: int = 256, temperature: float = 0.0):  # type: ignore[no-untyped-def]
-        self.calls.append({"messages": messages, "max_tokens": max_tokens})
-        for word in self.reply.split(" "):
-            yield word + " "
-
-
-class HashingEmbedder:
-    """Bag of hashed words, unit length: similar wording gives a high cosine."""
-
-    dim = DIM
-
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for word in re.findall(r"[a-z0-9]+", text.lower()):
-                out[i, int(hashlib.md5(word.encode()).hexdigest(), 16) % DIM] += 1.0
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+from tests.fakes.chat_backend import ScriptedBackend
+from tests.fakes.retrieval import HashingEmbedder, build_store
 
 
 @pytest.fixture(scope="module")
 def parts() -> tuple[GraphResponder, ScriptedBackend, ScriptedBackend]:
     embedder = HashingEmbedder()
-    store = EmbeddedStore(DIM)
-    uids, titles, contents = zip(*PRODUCTS, strict=True)
-    store.add(uids, titles, contents, embedder.encode([f"{t}. {c}" for _, t, c in PRODUCTS]))
+    store = build_store(embedder)
     describer = ScriptedBackend("describer", "A soft neon pink tutu for little dancers.")
     qa = ScriptedBackend("qa", "The tutu is 12 inches long.")
     responder = GraphResponder(
@@ -118,8 +73,13 @@ def test_nothing_above_threshold_means_no_qa_call(parts) -> None:  # type: ignor
 def test_api_streams_tokens_through_the_real_graph(parts) -> None:  # type: ignore[no-untyped-def]
     responder, _, _ = parts
     events = list(
-        responder.respond_stream(
-            "How long is the girls ballet tutu?", 20, "prodtune-router", max_tokens=9, temperature=0
+        iter_response(
+            responder,
+            "How long is the girls ballet tutu?",
+            20,
+            "prodtune-router",
+            max_tokens=9,
+            temperature=0,
         )
     )
     assert events[:6] == ["The", " tutu", " is", " 12", " inches", " long."]  # the model's tokens
@@ -128,7 +88,7 @@ def test_api_streams_tokens_through_the_real_graph(parts) -> None:  # type: igno
     assert events[6].lstrip().startswith("Sources: [0000031909]")  # the graph's citation follows
     assert "".join(events[:-1]) == final.answer
     no_match = list(
-        responder.respond_stream("How long is the tutu?", 99, "prodtune-router", max_tokens=9, temperature=0)
+        iter_response(responder, "How long is the tutu?", 99, "prodtune-router", max_tokens=9, temperature=0)
     )
     assert "".join(no_match[:-1]) == no_match[-1].answer and "99% similarity threshold" in no_match[-1].answer
 
@@ -147,3 +107,77 @@ def test_api_streams_tokens_through_the_real_graph(parts) -> None:  # type: igno
     last = json.loads(data[-2])
     assert last["prodtune"]["route"] == "answer" and last["prodtune"]["sources"][0]["uid"] == "0000031909"
     assert client.get("/readyz").json() == {"status": "ready", "checks": {"graph": True, "store": True}}
+
+
+def _responder(describer: ScriptedBackend, qa: ScriptedBackend) -> GraphResponder:
+    embedder = HashingEmbedder()
+    store = build_store(embedder)
+    return GraphResponder(
+        graph.build_graph,
+        classifier=RouterClassifier.from_path(),
+        store=store,
+        embedder=embedder,
+        describer=describer,
+        qa=qa,
+        settings=ServingSettings(),
+    )
+
+
+def test_concurrent_requests_keep_their_own_settings_and_usage() -> None:
+    """Two requests at once through one graph: each backend call sees its own request's limits, a
+    forced route does not leak into the other request, and usage/finish_reason are per request."""
+    import threading
+
+    describer = ScriptedBackend(
+        "d", "A soft pink tutu for dancers.", word_delay_s=0.02, finish_reason="length"
+    )
+    qa = ScriptedBackend("q", "The tutu is 12 inches long.", word_delay_s=0.02, prompt_tokens=11)
+    responder = _responder(describer, qa)
+    results: dict[str, RouteResult] = {}
+
+    def ask(name: str, text: str, model: str, max_tokens: int, temperature: float) -> None:
+        results[name] = responder.respond(text, 20, model, max_tokens=max_tokens, temperature=temperature)
+
+    threads = [
+        threading.Thread(target=ask, args=("forced", "How long is the tutu?", "prodtune-describer", 17, 0.5)),
+        threading.Thread(
+            target=ask, args=("auto", "How long is the girls ballet tutu?", "prodtune-router", 33, 0.0)
+        ),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results["forced"].route == "describe" and results["auto"].route == "answer"
+    assert [(c["max_tokens"], c["temperature"]) for c in describer.calls] == [(17, 0.5)]
+    assert [(c["max_tokens"], c["temperature"]) for c in qa.calls] == [(33, 0.0)]
+    assert results["forced"].finish_reason == "length" and results["auto"].finish_reason == "stop"
+    assert (results["auto"].prompt_tokens, results["auto"].completion_tokens) == (11, 3)
+
+
+def test_closing_a_stream_cancels_its_generation() -> None:
+    qa = ScriptedBackend("q", " ".join(["word"] * 200), word_delay_s=0.01)
+    responder = _responder(ScriptedBackend("d", "x"), qa)
+    events = iter_response(
+        responder, "How long is the girls ballet tutu?", 20, "prodtune-router", max_tokens=9, temperature=0
+    )
+    assert next(events) == "word"
+    events.close()  # the client went away
+    assert qa.words_generated < 50  # generation stopped early, not after all 200 words
+
+
+def test_result_from_state_tolerates_objects_and_unknown_sources() -> None:
+    class Hit:
+        def __init__(self, uid: str, score: float) -> None:
+            self.uid, self.score, self.title, self.content = uid, score, f"t{uid}", ""
+
+    state = {
+        "route": "answer",
+        "confidence": 0.5,
+        "hits": [Hit("a", 0.4)],
+        "answer": " x ",
+        "sources": ["a", "zz"],
+    }
+    result = result_from_state(state)
+    assert result.answer == "x" and result.finish_reason == "stop" and result.prompt_tokens == 0
+    assert [(s.uid, s.title, s.score) for s in result.sources] == [("a", "ta", 0.4), ("zz", "", 0.0)]

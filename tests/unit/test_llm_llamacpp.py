@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from components.common.errors import InputError
-from serving.llm.errors import BackendError
+from serving.llm.errors import BackendBusy, BackendError
 from serving.llm.llamacpp import LlamaCppBackend
 
 SMOLLM = Path("~/.cache/prodtune/models/SmolLM2-135M-Instruct.Q4_1.gguf").expanduser()
@@ -67,7 +70,8 @@ def test_stops_cover_template_markers_and_special_tokens() -> None:
     assert backend.stop == ["<|im_end|>", "<|endoftext|>"]  # in the template, and a single special token
     result = backend.chat(MESSAGES, max_tokens=7, temperature=0.5)
     assert (result.text, result.finish_reason, result.prompt_tokens) == ("hi", "length", 5)
-    assert fake.calls[-1] == {
+    call = {k: v for k, v in fake.calls[-1].items() if k != "logits_processor"}
+    assert call == {
         "messages": MESSAGES, "max_tokens": 7, "temperature": 0.5, "stream": False, "stop": backend.stop,
     }  # fmt: skip
     assert list(backend.stream(MESSAGES)) == ["hi"]
@@ -75,6 +79,80 @@ def test_stops_cover_template_markers_and_special_tokens() -> None:
         backend.chat([{"role": "user", "content": "too long"}])
     exported = LlamaCppBackend("m.gguf", llama=fake, extra_stops=["<|im_end|>", "### User:"])
     assert exported.stop == ["<|im_end|>", "<|endoftext|>", "### User:"]  # + the Modelfile's, no duplicates
+
+
+class GeneratingLlama(FakeLlama):
+    """Generates token 5 until `max_tokens`, running the logits processors per token as llama.cpp does;
+    a processor that makes the EOS token (2) the best choice ends the reply."""
+
+    def token_eos(self) -> int:
+        return 2
+
+    def create_chat_completion(self, **kw: Any) -> Any:
+        def tokens() -> Any:
+            ids = [1, 1, 1, 1]  # a 4-token prompt
+            for _ in range(kw["max_tokens"]):
+                scores = np.zeros(8, dtype=np.float32)
+                scores[5] = 1.0
+                for proc in kw["logits_processor"]:
+                    scores = proc(np.array(ids), scores)
+                if int(np.argmax(scores)) == 2:
+                    yield {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+                    return
+                ids.append(5)
+                yield {"choices": [{"delta": {"content": "la "}, "finish_reason": None}]}
+            yield {"choices": [{"delta": {}, "finish_reason": "length"}]}
+
+        return tokens()
+
+
+def test_streamed_chat_meters_usage_and_reports_length() -> None:
+    backend = LlamaCppBackend("m.gguf", llama=GeneratingLlama({"tokenizer.chat_template": CHATML}))
+    pieces: list[str] = []
+    result = backend.chat(MESSAGES, max_tokens=6, on_token=pieces.append)
+    assert pieces == ["la "] * 6 and result.finish_reason == "length"
+    assert (result.prompt_tokens, result.completion_tokens) == (4, 6)
+
+
+def test_cancel_ends_generation_at_the_next_token() -> None:
+    backend = LlamaCppBackend("m.gguf", llama=GeneratingLlama({"tokenizer.chat_template": CHATML}))
+    cancel = threading.Event()
+    pieces: list[str] = []
+
+    def sink(piece: str) -> None:
+        pieces.append(piece)
+        if len(pieces) == 3:
+            cancel.set()  # the client leaves after three pieces
+
+    result = backend.chat(MESSAGES, max_tokens=500, on_token=sink, cancel=cancel)
+    assert len(pieces) == 3 and result.finish_reason == "cancelled"
+
+
+def test_one_reply_at_a_time_and_a_bounded_queue() -> None:
+
+    started, release = threading.Event(), threading.Event()
+
+    class Slow(FakeLlama):
+        def create_chat_completion(self, **kw: Any) -> Any:
+            started.set()
+            release.wait(5)
+            return super().create_chat_completion(**kw)
+
+    backend = LlamaCppBackend("m.gguf", llama=Slow({"tokenizer.chat_template": CHATML}), max_waiting=1)
+    first = threading.Thread(target=backend.chat, args=(MESSAGES,))
+    first.start()
+    started.wait(5)
+    second = threading.Thread(target=backend.chat, args=(MESSAGES,))
+    second.start()  # queues behind the first
+    deadline = time.monotonic() + 5
+    while backend.gate.waiting < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(BackendBusy, match="queued"):
+        backend.chat(MESSAGES)  # the queue (1) is full: refused at once
+    release.set()
+    first.join()
+    second.join()
+    assert backend.gate.running == 0 and backend.gate.waiting == 0
 
 
 @pytest.fixture(scope="module")

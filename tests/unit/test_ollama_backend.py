@@ -88,7 +88,7 @@ def test_chat_sends_model_messages_options_and_parses_reply(server: tuple[str, R
     body = req["body"]
     assert body["model"] == "prodtune-qa:champion"
     assert body["messages"] == MESSAGES
-    assert body["stream"] is False
+    assert body["stream"] is True  # always streamed: the last line has the usage; closing it cancels
     assert body["options"] == {"num_ctx": 2048, "num_predict": 64, "temperature": 0.2}
     assert body["keep_alive"] == "10m"
 
@@ -151,3 +151,47 @@ def test_unreachable_server_is_unavailable() -> None:
         backend.chat(MESSAGES)
     with pytest.raises(BackendUnavailable):
         list(backend.stream(MESSAGES))
+
+
+def test_concurrent_replies_up_to_the_servers_parallel_limit() -> None:
+    """OLLAMA_NUM_PARALLEL=4 on the server and concurrency 4 in the backend: 8 requests run 4 at a time."""
+    import threading
+
+    from tests.fakes.ollama_server import FakeOllama
+
+    with FakeOllama(latency_s=0.4, parallel=4).running() as fake:
+        backend = OllamaBackend("prodtune-qa:champion", host=fake.url, concurrency=4, max_waiting=8)
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(backend.chat(MESSAGES))) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert fake.log.max_in_flight == 4 and fake.log.completed == 8
+    assert all(r.finish_reason == "stop" and r.completion_tokens == 14 for r in results)
+
+
+def test_num_predict_cut_is_length_and_cancel_closes_the_stream() -> None:
+    import threading
+    import time
+
+    from tests.fakes.ollama_server import FakeOllama
+
+    with FakeOllama(reply=" ".join(["word"] * 400), latency_s=8.0).running() as fake:
+        backend = OllamaBackend("prodtune-qa:champion", host=fake.url)
+        cut = backend.chat(MESSAGES, max_tokens=3)
+        assert (cut.finish_reason, cut.completion_tokens) == ("length", 3)
+        cancel = threading.Event()
+        pieces: list[str] = []
+
+        def sink(piece: str) -> None:
+            pieces.append(piece)
+            if len(pieces) == 2:
+                cancel.set()
+
+        result = backend.chat(MESSAGES, max_tokens=400, on_token=sink, cancel=cancel)
+        deadline = time.monotonic() + 5
+        while fake.log.abandoned < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert result.finish_reason == "cancelled" and len(pieces) == 2
+    assert fake.log.abandoned == 1 and fake.log.tokens_sent < 100  # the server stopped generating
