@@ -126,6 +126,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     app.include_router(_health_router(models))
-    app.include_router(_models_router(keys.authorize, model_info or {}))
+    # `model_info` may be filled later by the loader: keep the caller's dict, even while empty.
+    app.include_router(_models_router(keys.authorize, model_info if model_info is not None else {}))
     app.include_router(completions_router(models.current, keys.authorize, settings))
     return app

@@ -3,18 +3,16 @@ store, and recording fake chat backends in place of the fine-tuned models."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from components.common.chat_format import describer_messages, qa_messages
 from serving.config import ServingSettings
 from serving.graph import NO_MATCH_ANSWER, ROUTES, build_graph
-from serving.llm.base import ChatResult
 from serving.retrieval.embedded import EmbeddedStore
 from serving.retrieval.embedder import SentenceEmbedder
 from serving.retrieval.indexer import embedding_text
 from serving.router.classifier import DEFAULT_TRAIN_PATH, ROUTE_NAMES, RouterClassifier
+from tests.fakes.chat_backend import ScriptedBackend
 
 CATALOGUE = [
     ("0000031909", "Girls Ballet Tutu Neon Pink", "High quality 3 layer ballet tutu. 12 inches in length."),
@@ -33,18 +31,12 @@ CATALOGUE = [
 ]
 
 
-class RecordingBackend:
-    def __init__(self, model: str, reply: str) -> None:
-        self.model = model
-        self.reply = reply
-        self.calls: list[list[dict[str, str]]] = []
+class RecordingBackend(ScriptedBackend):
+    """Records the messages of each call (what the graph sent the model)."""
 
-    def chat(self, messages, *, max_tokens=256, temperature=0.0) -> ChatResult:
-        self.calls.append(messages)
-        return ChatResult(text=self.reply, model=self.model)
-
-    def stream(self, messages, *, max_tokens=256, temperature=0.0) -> Iterator[str]:
-        yield self.chat(messages).text
+    @property
+    def sent(self) -> list[list[dict[str, str]]]:
+        return [c["messages"] for c in self.calls]
 
 
 @pytest.fixture(scope="module")
@@ -93,15 +85,15 @@ def test_title_goes_to_the_describer_with_the_training_layout(graph, models):
     describer, qa = models
     out = graph.invoke({"input": "Who Moved My Cheese?"})
     assert out["route"] == "describe" and out["reason"]
-    assert describer.calls == [describer_messages("Who Moved My Cheese?")]
-    assert qa.calls == []
+    assert describer.sent == [describer_messages("Who Moved My Cheese?")]
+    assert qa.sent == []
     assert out["answer"] == "A pink tutu." and out["sources"] == []
 
 
 def test_imperative_sends_the_bare_title_to_the_describer(graph, models):
     describer, _ = models
     graph.invoke({"input": "descreva a Panela de Pressão Elétrica Mondial PE-38"})
-    assert describer.calls == [describer_messages("Panela de Pressão Elétrica Mondial PE-38")]
+    assert describer.sent == [describer_messages("Panela de Pressão Elétrica Mondial PE-38")]
 
 
 def test_question_retrieves_context_and_cites_uids(graph, models):
@@ -109,7 +101,7 @@ def test_question_retrieves_context_and_cites_uids(graph, models):
     out = graph.invoke({"input": "how long is the girls ballet tutu", "threshold": 30})
     assert out["route"] == "answer"
     assert out["sources"][0] == "0000031909"
-    [messages] = qa.calls
+    [messages] = qa.sent
     # The QA model saw exactly the retrieved products, in the training layout.
     expected = qa_messages("how long is the girls ballet tutu", [(h.title, h.content) for h in out["hits"]])
     assert messages == expected
@@ -124,7 +116,7 @@ def test_raising_the_threshold_removes_context_and_the_answer_says_so(graph, mod
     low = graph.invoke({"input": "qual o tamanho da panela de pressão Mondial?", "threshold": 20})
     assert low["sources"] and low["sources"][0] == "B01MSYQWNY"
     best = low["hits"][0].score
-    assert len(qa.calls) == 1
+    assert len(qa.sent) == 1
     # Just above the best product's similarity: nothing may be passed as context.
     threshold = best * 100 + 0.01
     high = graph.invoke({"input": "qual o tamanho da panela de pressão Mondial?", "threshold": threshold})
@@ -132,11 +124,11 @@ def test_raising_the_threshold_removes_context_and_the_answer_says_so(graph, mod
     assert high["answer"] == NO_MATCH_ANSWER.format(threshold=threshold)
     assert "No matching product was found" in high["answer"]
     assert "Nenhum produto correspondente foi encontrado" in high["answer"]
-    assert len(qa.calls) == 1  # the QA model was not asked to answer without context
+    assert len(qa.sent) == 1  # the QA model was not asked to answer without context
 
 
 def test_default_threshold_comes_from_settings(classifier, store, embedder, models):
     describer, qa = models
     g = build_graph(classifier, store, embedder, describer, qa, ServingSettings(similarity_threshold=99.5))
     out = g.invoke({"input": "does the Lodge skillet work on induction?"})
-    assert out["threshold"] == 99.5 and out["sources"] == [] and qa.calls == []
+    assert out["threshold"] == 99.5 and out["sources"] == [] and qa.sent == []
