@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("quicktok", reason="quicktok-v1 (dev dependency) not installed")
 
-from tests.fixtures import family_models as fm  # noqa: E402
+from tests.fixtures import family_models as fm
 
 
 @pytest.fixture(scope="module")
