@@ -182,7 +182,16 @@ def test_finetune_trains_masks_and_merges(pipeline: dict[str, Any]) -> None:
 
     tok = AutoTokenizer.from_pretrained(str(merged))
     assert tok.chat_template == summary["chat_template"]  # merged/ carries the training template
-    _record(family, "mask", True, note="unit: tests/unit/test_chat_families.py (token by token)")
+    # Masking, token by token, with the fine-tune's own tokenization on the merged tokenizer.
+    from components.finetune.core import tokenize_example
+
+    messages = _rows(pipeline["task"], 1, "mask")[0]["messages"]
+    row = tokenize_example(tok, messages, summary["chat_template"], 160, summary["turn_end"])
+    prompt_ok = row.labels[: row.prompt_len] == [-100] * row.prompt_len
+    completion_ok = row.labels[row.prompt_len :] == row.input_ids[row.prompt_len :]
+    stop_in_loss = tok.convert_tokens_to_ids(summary["turn_end"]) in row.labels[row.prompt_len :]
+    _record(family, "mask", prompt_ok and completion_ok and stop_in_loss, prompt_tokens=row.prompt_len)
+    assert prompt_ok and completion_ok and stop_in_loss
 
 
 def test_export_converts_quantizes_and_passes_the_gate(pipeline: dict[str, Any]) -> None:
