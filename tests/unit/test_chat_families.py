@@ -291,3 +291,22 @@ def test_serving_and_finetune_read_the_same_end_tokens() -> None:
 
     assert end_tokens(Tok(), None, "llama3") == list(chat_families.LLAMA3.end_tokens)
     assert end_markers("{{ messages }}") == chat_families.known_end_tokens()
+
+
+def test_llama_cpp_python_renders_the_pinned_date(tokenizers: dict) -> None:
+    """Serving's llama.cpp backend renders the GGUF-embedded Jinja with its own formatter, which
+    defines strftime_now: the pinned template keeps the training date there too."""
+    jinja = pytest.importorskip("llama_cpp.llama_chat_format", reason="llama-cpp-python not installed")
+    tok = tokenizers["llama3.2"]
+    raw = tok.chat_template
+    messages = _messages("qa", None)
+    today = datetime.now().strftime("%d %b %Y")
+    unpinned = jinja.Jinja2ChatFormatter(raw, eos_token="<|eot_id|>", bos_token="<|begin_of_text|>")
+    pinned = jinja.Jinja2ChatFormatter(
+        chat_families.LLAMA3.pin(raw), eos_token="<|eot_id|>", bos_token="<|begin_of_text|>"
+    )
+    if today != FIXED_DATE:
+        assert f"Today Date: {today}" in unpinned(messages=messages).prompt  # the trap, in serving
+    prompt = pinned(messages=messages).prompt
+    assert f"Today Date: {FIXED_DATE}\n\n" in prompt and (today == FIXED_DATE or today not in prompt)
+    assert prompt == render_jinja(chat_families.LLAMA3.pin(raw), messages, bos_token="<|begin_of_text|>")
