@@ -3,11 +3,15 @@
 A fine-tune served with a different prompt than it was trained on degrades badly, so the system
 prompts and user-message layouts live here, in one place, and both sides build messages with these
 functions. Bump FORMAT_VERSION on any change: it is logged with every dataset and model.
+
+The describer's user turn is the bare product title (format 2; format 1 prefixed "Product title: "):
+`ollama run prodtune-describer "<title>"` then sends exactly the router's conversation, because the
+Modelfile's SYSTEM (the prompt below) is what Ollama prepends to a conversation without one.
 """
 
 from __future__ import annotations
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 
 DESCRIBER_SYSTEM = (
     "You are a product copywriter for an online store. Given a product title, write an accurate, "
@@ -26,7 +30,7 @@ def describer_messages(title: str, description: str | None = None) -> list[Messa
     """Title -> description. With `description`, the assistant turn is included (a training example)."""
     messages = [
         {"role": "system", "content": DESCRIBER_SYSTEM},
-        {"role": "user", "content": f"Product title: {title.strip()}"},
+        {"role": "user", "content": title.strip()},
     ]
     if description is not None:
         messages.append({"role": "assistant", "content": description.strip()})

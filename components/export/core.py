@@ -16,12 +16,15 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
 
+from components.common import chat_families
 from components.common.atomic import atomic_open, write_json
 from components.common.config import StepConfig
 from components.common.errors import InputError
@@ -35,7 +38,7 @@ from components.export.gguf import (
     ensure_converter,
     quantize,
 )
-from components.export.modelfile import build_modelfile
+from components.export.modelfile import Modelfile, build_modelfile, parse_modelfile
 
 log = logging.getLogger(__name__)
 
@@ -178,76 +181,136 @@ def run_export(
     merged, ft_summary, evals = read_model_dir(model_dir)
     task = ft_summary["task"]
     out_dir.mkdir(parents=True, exist_ok=True)
-
     timings: dict[str, float] = {}
-    clock = time.perf_counter()
-    echo(f"[export] converting {merged} to GGUF F16 + {', '.join(config.quant_levels)}")
-    files = export_gguf(merged, out_dir, task, config)
-    timings["convert_quantize_s"], clock = time.perf_counter() - clock, time.perf_counter()
 
+    with _timed(timings, "convert_quantize_s"):
+        echo(f"[export] converting {merged} to GGUF F16 + {', '.join(config.quant_levels)}")
+        files = export_gguf(merged, out_dir, task, config)
+    chat = training_chat(merged, ft_summary)
+    modelfile_path, modelfile = write_modelfile(out_dir, chat, task, files[config.serve_level], config)
+    summary = base_summary(task, model_dir, config, files, modelfile_path, modelfile, evals, timings)
+    summary["chat"] = {"family": chat.family, "date_string": chat.date_string}
+
+    with _timed(timings, "fidelity_s"):
+        golden = golden_conversations(config, task)
+        echo(f"[export] fidelity gate on {len(golden)} golden conversations")
+        gate_result = run_fidelity_gate(
+            merged, chat.tokenizer, chat.template, modelfile_path, files, golden, config
+        )
+    summary.update(levels=gate_result["levels"], fidelity=gate_result["fidelity"])
+    if not gate_result["fidelity"]["passed"]:
+        write_json(out_dir / "export-summary.json", summary)
+        raise FidelityError(gate_result["fidelity"]["reason"])
+
+    with _timed(timings, "eval_gate_s"):
+        echo(f"[export] eval gate on {config.serve_level} (fine-tuned vs base, margin {config.gate.margin})")
+        summary["eval_gate"] = eval_gate(
+            model_dir, ft_summary, files[config.serve_level], modelfile_path, out_dir, config
+        )
+    write_json(out_dir / "export-summary.json", summary)
+
+    with _timed(timings, "publish_s"):
+        summary["registry"] = publish_step(out_dir, summary, model_dir, settings, config, echo)
+    write_json(out_dir / "export-summary.json", summary)
+    return summary
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = time.perf_counter() - started
+
+
+@dataclass
+class TrainingChat:
+    """The chat the model was trained with, as the fine-tune step recorded it."""
+
+    tokenizer: Any
+    template: str  # the exact training Jinja (date pinned)
+    family: str
+    date_string: str | None
+    eos_tokens: list[str]
+
+
+def training_chat(merged: Path, ft_summary: dict[str, Any]) -> TrainingChat:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(merged))
-    training_template = ft_summary.get("chat_template") or tokenizer.chat_template
-    if not training_template:
+    template = ft_summary.get("chat_template") or tokenizer.chat_template
+    if not template:
         raise InputError("no chat template in finetune-summary.json nor the tokenizer", field="chat_template")
-    eos_tokens = [*ft_summary.get("eos_tokens", []), tokenizer.eos_token]
-    modelfile = build_modelfile(
-        files[config.serve_level].name,
-        training_template,
-        eos_tokens=[t for t in eos_tokens if t],
-        vocab=tokenizer.get_vocab().keys(),
-        parameters={"temperature": config.temperature, "num_ctx": config.num_ctx, **config.parameters},
-        bos_token=tokenizer.bos_token or "",
-        eos_token=tokenizer.eos_token or "",
-    )
-    modelfile_path = out_dir / "Modelfile"
-    with atomic_open(modelfile_path, "w", encoding="utf-8") as fh:
-        fh.write(modelfile.render())
+    family = chat_families.detect(template)
+    eos = [t for t in [*ft_summary.get("eos_tokens", []), tokenizer.eos_token] if t]
+    return TrainingChat(tokenizer, template, family.name, family.date_of(template), eos)
 
-    golden = (
-        read_conversations(config.fidelity.golden_path)
-        if config.fidelity.golden_path
-        else fidelity.default_golden(task)
+
+def write_modelfile(
+    out_dir: Path, chat: TrainingChat, task: str, served: Path, config: ExportConfig
+) -> tuple[Path, Modelfile]:
+    """The Ollama Modelfile: the family's Go TEMPLATE, the task's trained SYSTEM, every stop."""
+    tok = chat.tokenizer
+    modelfile = build_modelfile(
+        served.name,
+        chat.template,
+        eos_tokens=chat.eos_tokens,
+        vocab=tok.get_vocab().keys(),
+        parameters={"temperature": config.temperature, "num_ctx": config.num_ctx, **config.parameters},
+        task=task,
+        bos_token=tok.bos_token or "",
+        eos_token=tok.eos_token or "",
     )
-    echo(f"[export] fidelity gate on {len(golden)} golden conversations")
-    gate_result = run_fidelity_gate(
-        merged, tokenizer, training_template, modelfile_path, files, golden, config
-    )
-    timings["fidelity_s"], clock = time.perf_counter() - clock, time.perf_counter()
-    summary: dict[str, Any] = {
+    path = out_dir / "Modelfile"
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        fh.write(modelfile.render())
+    return path, modelfile
+
+
+def base_summary(
+    task: str,
+    model_dir: Path,
+    config: ExportConfig,
+    files: dict[str, Path],
+    modelfile_path: Path,
+    modelfile: Modelfile,
+    evals: dict[str, Any] | None,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    return {
         "task": task,
         "model_dir": str(model_dir),
         "serve_level": config.serve_level,
         "files": {level: path.name for level, path in files.items()},
         "modelfile": modelfile_path.name,
         "stops": modelfile.stops,
-        "levels": gate_result["levels"],
-        "fidelity": gate_result["fidelity"],
+        "system": modelfile.system,
         "finetune_eval": evals,
         "timings": timings,
     }
-    if not gate_result["fidelity"]["passed"]:
-        write_json(out_dir / "export-summary.json", summary)
-        raise FidelityError(gate_result["fidelity"]["reason"])
 
-    echo(f"[export] eval gate on {config.serve_level} (fine-tuned vs base, margin {config.gate.margin})")
-    summary["eval_gate"] = eval_gate(
-        model_dir, ft_summary, files[config.serve_level], modelfile_path, out_dir, config
-    )
-    timings["eval_gate_s"], clock = time.perf_counter() - clock, time.perf_counter()
-    write_json(out_dir / "export-summary.json", summary)
 
-    if config.publish and settings.mlflow_tracking_uri:
-        from components.export.registry import publish
+def golden_conversations(config: ExportConfig, task: str) -> list[list[dict[str, str]]]:
+    if config.fidelity.golden_path:
+        return read_conversations(config.fidelity.golden_path)
+    return fidelity.default_golden(task)
 
-        echo("[export] uploading to S3 and registering in MLflow")
-        summary["registry"] = publish(out_dir, summary, model_dir / "adapter", settings, config)
-        timings["publish_s"] = time.perf_counter() - clock
-    else:
-        summary["registry"] = {"skipped": "register disabled or MLFLOW_TRACKING_URI unset"}
-    write_json(out_dir / "export-summary.json", summary)
-    return summary
+
+def publish_step(
+    out_dir: Path,
+    summary: dict[str, Any],
+    model_dir: Path,
+    settings: Settings,
+    config: ExportConfig,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
+    if not (config.publish and settings.mlflow_tracking_uri):
+        return {"skipped": "register disabled or MLFLOW_TRACKING_URI unset"}
+    from components.export.registry import publish
+
+    echo("[export] uploading to S3 and registering in MLflow")
+    return publish(out_dir, summary, model_dir / "adapter", settings, config)
 
 
 def run_fidelity_gate(
@@ -260,50 +323,84 @@ def run_fidelity_gate(
     config: ExportConfig,
 ) -> dict[str, Any]:
     """Template strings + tokens, then greedy agreement, perplexity and speed per level."""
-    from components.export.modelfile import parse_modelfile
-
     modelfile = parse_modelfile(modelfile_path.read_text(encoding="utf-8"))
+    # Prompts as served: a conversation without a system message gets the Modelfile's SYSTEM (what
+    # Ollama does, and what the router always sends), so every runtime is scored on the same prompt.
+    conversations = fidelity.served(golden, modelfile.system)
+    check, hf_prompts, gguf_prompts = check_prompt_templates(
+        tokenizer, training_template, modelfile, files, golden, conversations, config
+    )
+    result: dict[str, Any] = {"templates": {"passed": check.passed, "detail": check.describe()}, "levels": {}}
+    if not check.passed:
+        result["passed"], result["reason"] = False, check.describe()
+        return {"fidelity": result, "levels": {}}
+    stop_ids = {i for t in modelfile.stops if (i := tokenizer.convert_tokens_to_ids(t)) is not None}
+    levels, failures = measure_levels(merged, files, hf_prompts, gguf_prompts, stop_ids, config)
+    result["passed"] = not failures
+    result["reason"] = "; ".join(failures) if failures else "ok"
+    return {"fidelity": result, "levels": levels}
+
+
+def check_prompt_templates(
+    tokenizer: Any,
+    training_template: str,
+    modelfile: Modelfile,
+    files: dict[str, Path],
+    golden: list[list[dict[str, str]]],
+    conversations: list[list[dict[str, str]]],
+    config: ExportConfig,
+) -> tuple[fidelity.TemplateCheck, list[list[int]], list[list[int]]]:
+    """Every renderer against the training Jinja on `golden`; the Modelfile against it on the served
+    conversations. Returns the check and the HF and GGUF token ids of the served prompts."""
     bos, eos = tokenizer.bos_token or "", tokenizer.eos_token or ""
     f16 = GGUFRunner(files[F16], n_ctx=config.n_ctx, threads=config.threads or None)
     try:
         meta = f16.metadata
         add_bos = meta.get("tokenizer.ggml.add_bos_token", "false") == "true"
-        g_bos = (
-            f16.token_to_piece(int(meta["tokenizer.ggml.bos_token_id"]))
-            if "tokenizer.ggml.bos_token_id" in meta
-            else ""
-        )
-        g_eos = (
-            f16.token_to_piece(int(meta["tokenizer.ggml.eos_token_id"]))
-            if "tokenizer.ggml.eos_token_id" in meta
-            else ""
-        )
+        g_bos, g_eos = _gguf_piece(f16, meta, "bos"), _gguf_piece(f16, meta, "eos")
 
         def hf_render(m: list[dict[str, str]]) -> str:
             return tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
 
+        def training(m: list[dict[str, str]]) -> str:
+            text = fidelity.render_jinja(training_template, m, bos_token=bos, eos_token=eos)
+            return fidelity.strip_bos(text, bos, add_bos)
+
         renderers: dict[str, fidelity.Renderer] = {
-            "training": lambda m: fidelity.strip_bos(
-                fidelity.render_jinja(training_template, m, bos_token=bos, eos_token=eos), bos, add_bos
-            ),
+            "training": training,
             "tokenizer": lambda m: fidelity.strip_bos(hf_render(m), bos, add_bos),
         }
         for level, path in files.items():
             template = _gguf_template(path, meta if level == F16 else None)
             renderers[f"gguf:{level}"] = _gguf_renderer(template, g_bos, g_eos, add_bos)
-        renderers["modelfile"] = lambda m: fidelity.ollama_render(modelfile, m)
         check = fidelity.check_templates(golden, renderers, reference="training")
-
-        stop_ids = {i for t in modelfile.stops if (i := tokenizer.convert_tokens_to_ids(t)) is not None}
-        hf_prompts = [tokenizer(hf_render(m), add_special_tokens=False)["input_ids"] for m in golden]
-        served = [f16.tokenize(fidelity.ollama_render(modelfile, m)) for m in golden]
+        as_served = fidelity.check_templates(
+            conversations,
+            {"training": training, "modelfile": lambda m: fidelity.ollama_render(modelfile, m)},
+            reference="training",
+        )
+        check = fidelity.merge_checks(check, as_served)
+        hf_prompts = [tokenizer(hf_render(m), add_special_tokens=False)["input_ids"] for m in conversations]
+        gguf_prompts = [f16.tokenize(fidelity.ollama_render(modelfile, m)) for m in conversations]
     finally:
         f16.close()
-    result: dict[str, Any] = {"templates": {"passed": check.passed, "detail": check.describe()}, "levels": {}}
-    if not check.passed:
-        result["passed"], result["reason"] = False, check.describe()
-        return {"fidelity": result, "levels": {}}
+    return check, hf_prompts, gguf_prompts
 
+
+def _gguf_piece(runner: GGUFRunner, meta: dict[str, str], which: str) -> str:
+    key = f"tokenizer.ggml.{which}_token_id"
+    return runner.token_to_piece(int(meta[key])) if key in meta else ""
+
+
+def measure_levels(
+    merged: Path,
+    files: dict[str, Path],
+    hf_prompts: list[list[int]],
+    gguf_prompts: list[list[int]],
+    stop_ids: set[int],
+    config: ExportConfig,
+) -> tuple[dict[str, Any], list[str]]:
+    """Greedy agreement with the merged HF model, perplexity and speed of every GGUF level."""
     n = config.fidelity.n_tokens
     hf_out = fidelity.hf_greedy(merged, hf_prompts, n, stop_ids)
     levels: dict[str, Any] = {}
@@ -312,7 +409,9 @@ def run_fidelity_gate(
     for level, path in files.items():
         runner = GGUFRunner(path, n_ctx=config.n_ctx, threads=config.threads or None)
         try:
-            agreement = fidelity.measure_agreement(runner, level, hf_prompts, hf_out, served, n, stop_ids)
+            agreement = fidelity.measure_agreement(
+                runner, level, hf_prompts, hf_out, gguf_prompts, n, stop_ids
+            )
             ppl, scored = runner.perplexity(texts, config.perplexity_max_tokens)
             tps = runner.tokens_per_second(hf_prompts[0], config.speed_tokens)
         finally:
@@ -328,9 +427,7 @@ def run_fidelity_gate(
         failures += _level_failures(level, agreement, config.fidelity)
     for row in levels.values():
         row["perplexity_delta_pct"] = 100.0 * (row["perplexity"] / levels[F16]["perplexity"] - 1.0)
-    result["passed"] = not failures
-    result["reason"] = "; ".join(failures) if failures else "ok"
-    return {"fidelity": result, "levels": levels}
+    return levels, failures
 
 
 def _gguf_template(path: Path, meta: dict[str, str] | None) -> str:

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from components.common import chat_format
+
+# Rendering lives with the chat families (one owner); re-exported for the gate's callers.
+from components.common.chat_families import render_jinja, with_system  # noqa: F401
 from components.export import gotemplate
 from components.export.modelfile import Modelfile
 
@@ -32,43 +34,13 @@ Renderer = Callable[[list[Message]], str]
 # --- rendering ---------------------------------------------------------------------------------
 
 
-def render_jinja(
-    template: str,
-    messages: Sequence[Message],
-    *,
-    bos_token: str = "",
-    eos_token: str = "",
-    add_generation_prompt: bool = True,
-) -> str:
-    """Render a HF chat template the way transformers does (sandboxed, trim/lstrip blocks)."""
-    from jinja2.exceptions import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message: str) -> None:
-        raise TemplateError(message)
-
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
-    )
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-    return env.from_string(template).render(
-        messages=list(messages),
-        bos_token=bos_token,
-        eos_token=eos_token,
-        add_generation_prompt=add_generation_prompt,
-    )
-
-
 def ollama_values(modelfile: Modelfile, messages: Sequence[Message]) -> dict[str, Any]:
     """The values Ollama's chat endpoint gives a TEMPLATE (server/prompt.go, template/template.go):
 
     the Modelfile SYSTEM is prepended when the conversation has no system message; consecutive
     messages of one role are joined with a blank line; `.System` is all system contents joined.
     """
-    msgs = [dict(m) for m in messages]
-    if modelfile.system and (not msgs or msgs[0]["role"] != "system"):
-        msgs.insert(0, {"role": "system", "content": modelfile.system})
+    msgs = with_system(messages, modelfile.system)
     collated: list[dict[str, str]] = []
     for m in msgs:
         if collated and collated[-1]["Role"] == m["role"]:
@@ -108,7 +80,11 @@ _PRODUCTS = [
 
 
 def default_golden(task: str) -> list[list[Message]]:
-    """Golden conversations in the served chat format (components.common.chat_format)."""
+    """Golden conversations in the served chat format (components.common.chat_format).
+
+    The last ones carry no system message: the Jinja renders them with its own default (if any),
+    a runtime with a default system prompt (the Modelfile's SYSTEM) with that one prepended.
+    """
     convs: list[list[Message]] = []
     for title, content in _PRODUCTS:
         if task == "describer":
@@ -119,11 +95,17 @@ def default_golden(task: str) -> list[list[Message]]:
                     f"What is special about the {title.split(',')[0]}?", [(title, content)]
                 )
             )
-    # Multi-turn and system-less conversations exercise the loop and any default system prompt.
+    # Multi-turn and system-less conversations exercise the loop and any default system prompt;
+    # the bare user turn is what `ollama run prodtune-<task> "<text>"` sends.
     first = chat_format.describer_messages(_PRODUCTS[0][0], _PRODUCTS[0][1])
     convs.append([*first, {"role": "user", "content": "Make it shorter."}])
-    convs.append([{"role": "user", "content": f"Describe: {_PRODUCTS[1][0]}"}])
+    convs.append([m for m in convs[0] if m["role"] != "system"])
     return convs
+
+
+def served(golden: Sequence[list[Message]], system: str | None) -> list[list[Message]]:
+    """The conversations as a runtime with default system prompt `system` renders them."""
+    return [with_system(m, system) for m in golden]
 
 
 # --- check 1: prompt strings and tokens --------------------------------------------------------
@@ -199,6 +181,14 @@ def check_templates(
                 )
     check.passed = not check.mismatches
     return check
+
+
+def merge_checks(*checks: TemplateCheck) -> TemplateCheck:
+    """One verdict over several template checks (e.g. as given, and as served with a default SYSTEM)."""
+    sources = list(dict.fromkeys(s for c in checks for s in c.sources))
+    mismatches = [m for c in checks for m in c.mismatches]
+    conversations = max((c.conversations for c in checks), default=0)
+    return TemplateCheck(not mismatches, conversations, sources, mismatches)
 
 
 def strip_bos(text: str, bos_token: str, add_bos: bool) -> str:

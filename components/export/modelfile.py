@@ -1,10 +1,11 @@
 """Ollama Modelfile from the chat template the model was trained with.
 
-Ollama does not run Jinja: its TEMPLATE is a Go template. We detect the template family from the
-Jinja source (ChatML for Qwen2.5/SmolLM2, Llama 3), write the matching Go template, turn a default
-system prompt baked into the Jinja (SmolLM2 adds one when a conversation has none) into `SYSTEM`
-(Ollama prepends it exactly then), and list every end token of the tokenizer as a `stop`. An
-unknown family is an error: guessing is how fine-tunes end up served with `{{ .Prompt }}`.
+Ollama does not run Jinja: its TEMPLATE is a Go template. The chat family (components.common.
+chat_families: ChatML for Qwen2.5/SmolLM2, Llama 3) gives the Go template matching the training
+Jinja (date pinned) and every end token, all written as `stop`s. `SYSTEM` is the system prompt the
+model was trained with (components.common.chat_format, per task): Ollama prepends it to a
+conversation without one, so `ollama run prodtune-describer "<title>"` renders the router's prompt.
+An unknown family is an error: guessing is how fine-tunes end up served with `{{ .Prompt }}`.
 The fidelity gate (fidelity.py) then proves the result renders the same prompts as the Jinja.
 """
 
@@ -13,74 +14,36 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from components.common import chat_families, chat_format
 from components.common.errors import InputError
 
-Family = Literal["chatml", "llama3"]
-
-GO_TEMPLATES: dict[str, str] = {
-    # One turn per message, then the assistant header: the same bytes as the Jinja renders.
-    "chatml": (
-        "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
-        "<|im_start|>assistant\n"
-    ),
-    "llama3": (
-        "{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n"
-        "{{ .Content }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n"
-    ),
-}
-
-# A default system turn the Jinja inserts when a conversation has none (first turn of the render).
-_SYSTEM_TURN = {
-    "chatml": re.compile(r"^<\|im_start\|>system\n(.*?)<\|im_end\|>\n", re.DOTALL),
-    "llama3": re.compile(r"^<\|start_header_id\|>system<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.DOTALL),
-}
-
-# End-of-turn / end-of-text tokens of the families we serve; whichever the tokenizer has are stops.
-END_TOKENS = (
-    "<|im_end|>",
-    "<|endoftext|>",
-    "<|eot_id|>",
-    "<|end_of_text|>",
-    "<|eom_id|>",
-    "<|end|>",
-    "</s>",
-)
+# The system prompt each task was trained with: the Modelfile's default SYSTEM.
+TASK_SYSTEM = {"describer": chat_format.DESCRIBER_SYSTEM, "qa": chat_format.QA_SYSTEM}
 
 
-def detect_family(jinja_template: str) -> Family:
-    if "<|im_start|>" in jinja_template and "<|im_end|>" in jinja_template:
-        return "chatml"
-    if "<|start_header_id|>" in jinja_template and "<|eot_id|>" in jinja_template:
-        return "llama3"
-    raise InputError(
-        "unknown chat template family (supported: ChatML as in Qwen2.5/SmolLM2, Llama 3); "
-        "refusing to guess an Ollama TEMPLATE",
-        field="chat_template",
-    )
+def detect_family(jinja_template: str) -> str:
+    """The chat family name of a Jinja template (an unknown one raises, naming the template)."""
+    return chat_families.detect(jinja_template).name
 
 
-def default_system_prompt(jinja_template: str, bos_token: str = "", eos_token: str = "") -> str | None:
-    """The system prompt the Jinja inserts into a conversation without one, if any."""
-    from components.export.fidelity import render_jinja
-
-    family = detect_family(jinja_template)
-    probe = [{"role": "user", "content": "\x00probe\x00"}]
-    text = render_jinja(
-        jinja_template, probe, bos_token=bos_token, eos_token=eos_token, add_generation_prompt=False
-    )
-    if bos_token and text.startswith(bos_token) and family == "llama3":
-        text = text[len(bos_token) :]
-    m = _SYSTEM_TURN[family].match(text)
-    return m.group(1) if m else None
+def go_template(jinja_template: str) -> str:
+    return chat_families.detect(jinja_template).go_template(jinja_template)
 
 
-def stop_tokens(eos_tokens: Iterable[str], vocab: Iterable[str]) -> list[str]:
-    """All end tokens: the declared eos tokens first, then every known end token the vocab holds."""
+def stop_tokens(
+    eos_tokens: Iterable[str], vocab: Iterable[str], jinja_template: str | None = None
+) -> list[str]:
+    """All end tokens: the declared eos tokens first, then every end token of the family in the vocab."""
     vocab_set = set(vocab)
+    known = (
+        chat_families.detect(jinja_template).end_tokens
+        if jinja_template
+        else chat_families.known_end_tokens()
+    )
     stops: list[str] = []
-    for tok in [*eos_tokens, *(t for t in END_TOKENS if t in vocab_set)]:
+    for tok in [*eos_tokens, *(t for t in known if t in vocab_set)]:
         if tok and tok not in stops:
             stops.append(tok)
     if not stops:
@@ -115,15 +78,19 @@ def build_modelfile(
     eos_tokens: Iterable[str],
     vocab: Iterable[str],
     parameters: Mapping[str, Any],
+    task: str | None = None,
     bos_token: str = "",
     eos_token: str = "",
 ) -> Modelfile:
-    family = detect_family(jinja_template)
+    """TEMPLATE of the family, SYSTEM the task's trained prompt (else the Jinja's default), all stops."""
+    system = TASK_SYSTEM.get(task or "") or chat_families.default_system_prompt(
+        jinja_template, bos_token, eos_token
+    )
     return Modelfile(
         from_=f"./{gguf_name}",
-        template=GO_TEMPLATES[family],
-        system=default_system_prompt(jinja_template, bos_token, eos_token),
-        stops=stop_tokens(eos_tokens, vocab),
+        template=go_template(jinja_template),
+        system=system,
+        stops=stop_tokens(eos_tokens, vocab, jinja_template),
         parameters=dict(parameters),
     )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from components.finetune import training
-from components.finetune.core import FinetuneConfig, TrainContext
+from components.finetune.schema import FinetuneConfig, TrainContext
 
 
 def load(config: FinetuneConfig, device: str) -> tuple[Any, Any]:

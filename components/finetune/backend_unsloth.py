@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from components.finetune.core import ALL_PROJECTIONS, FinetuneConfig, TrainContext
+from components.finetune.schema import ALL_PROJECTIONS, FinetuneConfig, TrainContext
 
 
 def load(config: FinetuneConfig, device: str) -> tuple[Any, Any]:

@@ -23,19 +23,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
-
+from components.common import chat_families
 from components.common.atomic import atomic_dir, atomic_open, write_json
-from components.common.config import StepConfig
 from components.common.errors import InputError
 from components.common.tracking import NullTracker, Tracker, step_run
+from components.finetune import evaluate
+from components.finetune.schema import (  # noqa: F401  (re-exported: the step's public types)
+    ALL_PROJECTIONS,
+    EvalSettings,
+    Example,
+    FinetuneConfig,
+    FinetuneResult,
+    LoraSettings,
+    QuantizationSettings,
+    Task,
+    Tokenized,
+    TrainContext,
+)
 
-Task = Literal["describer", "qa"]
-
-# Common causal-LM projection names (Llama, Qwen2, SmolLM2, Mistral): attention and MLP.
-ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-# End-of-turn / end-of-text tokens of the model families we serve; those in the vocabulary are stops.
-KNOWN_END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|eom_id|>", "</s>")
 # A prompt must leave at least this many tokens for the answer, or the example teaches nothing.
 MIN_COMPLETION_TOKENS = 8
 
@@ -51,87 +56,6 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 NAMED_TEMPLATES = {"chatml": CHATML_TEMPLATE}
-
-
-# --------------------------------------------------------------------------------------------- config
-class LoraSettings(StepConfig):
-    r: int = Field(default=16, gt=0, le=512, description="LoRA rank")
-    alpha: int = Field(default=32, gt=0, description="LoRA alpha (scale = alpha / r)")
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    target_modules: list[str] | Literal["all-linear"] = Field(default_factory=lambda: list(ALL_PROJECTIONS))
-
-    @field_validator("target_modules")
-    @classmethod
-    def _non_empty(cls, v: list[str] | str) -> list[str] | str:
-        if isinstance(v, list) and not v:
-            raise ValueError("target_modules must name at least one module (or be 'all-linear')")
-        return v
-
-    def module_list(self) -> list[str] | str:
-        return self.target_modules
-
-
-class QuantizationSettings(StepConfig):
-    load_in_4bit: bool = Field(default=True, description="QLoRA 4-bit base; honoured on CUDA only")
-
-
-class EvalSettings(StepConfig):
-    max_examples: int = Field(default=50, ge=0, description="held-out rows evaluated (0 = skip generation)")
-    max_new_tokens: int = Field(default=128, gt=0, le=4096)
-    batch_size: int = Field(default=8, gt=0)
-    holdout_fraction: float = Field(
-        default=0.1, ge=0.0, lt=1.0, description="only without an eval file: share of train rows held out"
-    )
-
-
-class FinetuneConfig(StepConfig):
-    task: Task
-    base_model: str = Field(description="local directory of the base model (HF safetensors)")
-    chat_template: str = Field(
-        default="auto", description="'auto' (tokenizer's own), 'chatml', a .jinja path or inline"
-    )
-    backend: Literal["auto", "hf", "unsloth"] = "auto"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    lora: LoraSettings = Field(default_factory=LoraSettings)
-    quantization: QuantizationSettings = Field(default_factory=QuantizationSettings)
-    max_seq_length: int = Field(default=1024, ge=32, le=32768)
-    per_device_batch_size: int = Field(default=2, gt=0)
-    grad_accum: int = Field(default=4, gt=0)
-    learning_rate: float = Field(default=2e-4, gt=0.0, lt=1.0)
-    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
-    warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
-    warmup_steps: int = Field(default=0, ge=0)
-    weight_decay: float = Field(default=0.0, ge=0.0)
-    optim: str | None = Field(
-        default=None, description="None: adamw_8bit with Unsloth, adamw_torch otherwise"
-    )
-    num_epochs: float | None = Field(default=None, gt=0)
-    max_steps: int | None = Field(default=None, gt=0, description="wins over num_epochs when both are set")
-    seed: int = 42
-    save_steps: int = Field(default=50, gt=0)
-    save_total_limit: int = Field(default=2, gt=0)
-    logging_steps: int = Field(default=1, gt=0)
-    gradient_checkpointing: bool = False
-    cpu_threads: int | None = Field(
-        default=None,
-        gt=0,
-        description="CPU only: torch threads (None: all cores, 1 when the CPU is oversubscribed)",
-    )
-    eval: EvalSettings = Field(default_factory=EvalSettings)
-
-    @model_validator(mode="after")
-    def _length_given(self) -> FinetuneConfig:
-        if self.num_epochs is None and self.max_steps is None:
-            raise ValueError("set num_epochs or max_steps")
-        if self.warmup_ratio and self.warmup_steps:
-            raise ValueError("set warmup_ratio or warmup_steps, not both")
-        return self
-
-    def with_overrides(self, **updates: Any) -> FinetuneConfig:
-        """A validated copy with top-level fields replaced (None values ignored)."""
-        data = self.model_dump()
-        data.update({k: v for k, v in updates.items() if v is not None})
-        return FinetuneConfig.model_validate(data)
 
 
 def flat_params(config: FinetuneConfig) -> dict[str, Any]:
@@ -199,13 +123,6 @@ def resolve_backend(config: FinetuneConfig, device: str) -> Literal["hf", "unslo
 
 
 # ---------------------------------------------------------------------------------------------- data
-@dataclass(frozen=True)
-class Example:
-    uid: str
-    messages: list[dict[str, str]]
-    split: str | None = None
-
-
 @dataclass
 class DataReport:
     train: int = 0
@@ -330,27 +247,46 @@ def resolve_chat_template(spec: str, tokenizer: Any) -> str:
     )
 
 
-def end_tokens(tokenizer: Any, generation_eos: int | list[int] | None = None) -> list[str]:
-    """Every end token of the model: its eos, its generation config's eos ids and known end-of-turn tokens.
+@dataclass(frozen=True)
+class ChatSetup:
+    """The chat facts training uses, all from components.common.chat_families (one owner)."""
+
+    template: str  # the exact Jinja rendered in training, date pinned; merged/ and the GGUF carry it
+    family: str
+    date_string: str | None  # the date the prompt shows (Llama 3.x), recorded in the summary
+    eos_tokens: list[str]  # every end token of the model: stops for evaluation, export and serving
+    turn_end: str  # closes the assistant turn: in the loss, kept when a row is truncated
+
+
+def end_tokens(
+    tokenizer: Any, generation_eos: int | list[int] | None = None, family: str | None = None
+) -> list[str]:
+    """Every end token of the model: its eos, its generation config's eos ids and its family's end tokens.
 
     Qwen fine-tunes may emit <|endoftext|> instead of <|im_end|>: serving must stop on all of them.
     """
     vocab = tokenizer.get_vocab()
-    found: list[str] = []
     ids = [generation_eos] if isinstance(generation_eos, int) else list(generation_eos or [])
-    candidates = [tokenizer.eos_token, *tokenizer.convert_ids_to_tokens(ids), *KNOWN_END_TOKENS]
-    for tok in candidates:
+    known = chat_families.by_name(family).end_tokens if family else chat_families.known_end_tokens()
+    found: list[str] = []
+    for tok in [tokenizer.eos_token, *tokenizer.convert_ids_to_tokens(ids), *known]:
         if isinstance(tok, str) and tok in vocab and tok not in found:
             found.append(tok)
     return found
 
 
-@dataclass(frozen=True)
-class Tokenized:
-    input_ids: list[int]
-    labels: list[int]
-    prompt_len: int
-    truncated: bool
+def chat_setup(config: FinetuneConfig, tokenizer: Any, generation_eos: Any = None) -> ChatSetup:
+    """Resolve the template, detect its family (unknown: an error naming it), pin its date."""
+    raw = resolve_chat_template(config.chat_template, tokenizer)
+    family = chat_families.detect(raw)
+    template = family.pin(raw, config.date_string)
+    eos = end_tokens(tokenizer, generation_eos, family.name)
+    if family.turn_end not in eos:
+        raise InputError(
+            f"the tokenizer has no {family.turn_end} token although the template is {family.label}",
+            field="chat_template",
+        )
+    return ChatSetup(template, family.name, family.date_of(template), eos, family.turn_end)
 
 
 def render_prompt(tokenizer: Any, messages: list[dict[str, str]], template: str) -> str:
@@ -359,13 +295,26 @@ def render_prompt(tokenizer: Any, messages: list[dict[str, str]], template: str)
     )
 
 
+def fit_completion(ids: list[int], budget: int, turn_end_id: int | None) -> list[int]:
+    """`ids` cut to `budget` inside the answer, keeping the end-of-turn token and what follows it,
+    so a long catalogue description still teaches the model to stop."""
+    if len(ids) <= budget:
+        return ids
+    end = max((i for i, t in enumerate(ids) if t == turn_end_id), default=None)
+    tail = ids[end:] if end is not None else []
+    if len(tail) >= budget:  # no room for any answer token: keep the stop at least
+        return tail[:budget]
+    return ids[: budget - len(tail)] + tail
+
+
 def tokenize_example(
     tokenizer: Any, messages: list[dict[str, str]], template: str, max_len: int, eos_token: str
 ) -> Tokenized | str:
     """Prompt + completion ids with prompt labels -100 (train on completions only), or a drop reason.
 
     The prompt is tokenized alone, exactly as at inference (generation starts after these ids), and
-    the completion is the rest of the rendered conversation (answer + end-of-turn token).
+    the completion is the rest of the rendered conversation (answer + end-of-turn token, which is in
+    the loss). Rows over `max_len` are cut inside the answer; the end-of-turn token stays.
     """
     prompt_text = render_prompt(tokenizer, messages[:-1], template)
     full_text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False)
@@ -383,7 +332,8 @@ def tokenize_example(
     if len(prompt_ids) > max_len - MIN_COMPLETION_TOKENS:
         return "prompt_too_long"
     truncated = len(prompt_ids) + len(completion_ids) > max_len
-    completion_ids = completion_ids[: max_len - len(prompt_ids)]
+    turn_end_id = tokenizer.convert_tokens_to_ids(eos_token)
+    completion_ids = fit_completion(completion_ids, max_len - len(prompt_ids), turn_end_id)
     return Tokenized(
         input_ids=prompt_ids + completion_ids,
         labels=[-100] * len(prompt_ids) + completion_ids,
@@ -415,25 +365,6 @@ def tokenize_examples(
 
 
 # ------------------------------------------------------------------------------------------ training
-@dataclass
-class TrainContext:
-    """What a backend needs; the backend returns the trained PEFT model."""
-
-    config: FinetuneConfig
-    device: str
-    output_dir: Path
-    train: list[Tokenized]
-    on_log: Callable[[int, dict[str, float]], None]
-    on_save: Callable[[Path], None] | None = None
-
-
-@dataclass
-class FinetuneResult:
-    output_dir: Path
-    summary: dict[str, Any]
-    eval: dict[str, Any]
-
-
 def last_checkpoint(checkpoints_dir: Path) -> Path | None:
     """The newest complete `checkpoint-N` (one with trainer_state.json), or None."""
     if not checkpoints_dir.is_dir():
@@ -462,6 +393,173 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+@dataclass
+class Prepared:
+    """Validated, split and tokenized data: what training and evaluation read."""
+
+    train: list[tuple[Example, Tokenized]]
+    eval: list[tuple[Example, Tokenized]]
+    report: DataReport
+    quarantine: list[dict[str, Any]]
+
+
+@dataclass
+class Trained:
+    model: Any
+    steps: int
+    steps_this_run: int
+    losses: list[tuple[int, float]]
+    resumed_from: Path | None
+    seconds: float
+
+
+def base_dir(config: FinetuneConfig) -> Path:
+    base = Path(config.base_model).expanduser()
+    if not (base / "config.json").is_file():
+        raise InputError(
+            "base model directory not found or has no config.json", path=base, field="base_model"
+        )
+    return base
+
+
+def read_and_split(
+    config: FinetuneConfig, train_path: str | Path, eval_path: str | Path | None
+) -> tuple[list[Example], list[Example], DataReport, list[dict[str, Any]]]:
+    quarantine: list[dict[str, Any]] = []
+    report = DataReport()
+    train_ex = read_examples(train_path, quarantine)
+    eval_ex = read_examples(eval_path, quarantine) if eval_path else None
+    for q in quarantine:
+        report.quarantined[q["reason"]] += 1
+    train_ex, eval_ex = split_examples(train_ex, eval_ex, config)
+    report.uid_overlap = len({e.uid for e in train_ex} & {e.uid for e in eval_ex})
+    return train_ex, eval_ex, report, quarantine
+
+
+def prepare_data(
+    config: FinetuneConfig,
+    tokenizer: Any,
+    chat: ChatSetup,
+    train_path: str | Path,
+    eval_path: str | Path | None,
+) -> Prepared:
+    """Read, validate, split and tokenize (completion-only labels, stop kept on truncation)."""
+    train_ex, eval_ex, report, quarantine = read_and_split(config, train_path, eval_path)
+    common = {"template": chat.template, "max_len": config.max_seq_length, "eos_token": chat.turn_end}
+    train_tok = tokenize_examples(
+        tokenizer, train_ex, **common, report=report, quarantine=quarantine, source="train"
+    )
+    eval_tok = tokenize_examples(
+        tokenizer, eval_ex, **common, report=report, quarantine=quarantine, source="eval"
+    )
+    report.train, report.eval = len(train_tok), len(eval_tok)
+    if not train_tok:
+        raise InputError("no usable training rows after validation", path=train_path)
+    return Prepared(train_tok, eval_tok, report, quarantine)
+
+
+def write_data_files(output_dir: Path, data: Prepared) -> None:
+    """The held-out rows (the export's eval gate reads them) and the quarantine, if any."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_open(output_dir / EVAL_EXAMPLES_FILE, "w", encoding="utf-8") as fh:
+        fh.writelines(
+            json.dumps({"uid": e.uid, "messages": e.messages}, ensure_ascii=False) + "\n"
+            for e, _ in data.eval
+        )
+    if data.quarantine:
+        with atomic_open(output_dir / QUARANTINE_FILE, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(q, ensure_ascii=False) + "\n" for q in data.quarantine)
+
+
+def train_adapter(
+    backend: Any,
+    model: Any,
+    tokenizer: Any,
+    ctx: TrainContext,
+    tracker: Tracker,
+    resume: bool,
+) -> Trained:
+    """Train (resuming from the last complete checkpoint); the loss curve covers the whole run."""
+    losses: list[tuple[int, float]] = []
+
+    def on_log(step: int, logs: dict[str, float]) -> None:
+        if "loss" in logs:  # live, so MLflow shows progress during a long run
+            losses.append((step, float(logs["loss"])))
+            tracker.log_metrics({"train_loss": float(logs["loss"])}, step=step)
+
+    ctx.on_log = on_log
+    resume_from = last_checkpoint(ctx.output_dir / "checkpoints") if resume else None
+    started = time.monotonic()
+    model, trainer = backend.train(model, tokenizer, ctx, resume_from)
+    seconds = time.monotonic() - started
+    steps = int(trainer.state.global_step)
+    # log_history survives resume (it is in trainer_state.json), so the curve covers the whole run.
+    history = [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history if "loss" in h]
+    live = {step for step, _ in losses}
+    for step, loss in history:  # steps trained before a resume belong to this model's curve too
+        if step not in live:
+            tracker.log_metrics({"train_loss": loss}, step=step)
+    new_steps = steps - (int(resume_from.name.split("-")[-1]) if resume_from else 0)
+    return Trained(model, steps, new_steps, history or losses, resume_from, seconds)
+
+
+def evaluate_and_report(
+    backend: Any,
+    trained: Trained,
+    tokenizer: Any,
+    config: FinetuneConfig,
+    data: Prepared,
+    chat: ChatSetup,
+    device: str,
+    output_dir: Path,
+) -> dict[str, Any]:
+    """Base vs fine-tuned on the held-out rows: eval.json, eval-table.md, loss.png."""
+    result = evaluate.evaluate_base_and_finetuned(
+        trained.model, tokenizer, config, data.eval, chat.eos_tokens, device, backend=backend
+    )
+    write_json(output_dir / "eval.json", result)
+    (output_dir / "eval-table.md").write_text(evaluate.eval_table(result, config.task), encoding="utf-8")
+    evaluate.plot_loss(trained.losses, result, output_dir / "loss.png")
+    return result
+
+
+def summarize(
+    config: FinetuneConfig,
+    base: Path,
+    chat: ChatSetup,
+    trained: Trained,
+    data: Prepared,
+    backend_name: str,
+    device: str,
+    threads: int | None,
+) -> dict[str, Any]:
+    """finetune-summary.json: what export reads (task, base, template, family, date, end tokens)."""
+    return {
+        "task": config.task,
+        "base_model": str(base),
+        "chat_template": chat.template,
+        "chat_family": chat.family,
+        "date_string": chat.date_string,
+        "eos_tokens": chat.eos_tokens,
+        "turn_end": chat.turn_end,
+        "steps": trained.steps,
+        "train_loss": [loss for _, loss in trained.losses],
+        "train_loss_steps": [s for s, _ in trained.losses],
+        "config": config.model_dump(),
+        "backend": backend_name,
+        "device": device,
+        "cpu_threads": threads,
+        "resumed_from": trained.resumed_from.name if trained.resumed_from else None,
+        "steps_this_run": trained.steps_this_run,
+        "data": data.report.as_dict(),
+        "train_seconds": round(trained.seconds, 1),
+        "seconds_per_step": round(trained.seconds / trained.steps_this_run, 2)
+        if trained.steps_this_run > 0
+        else None,
+        "peak_rss_mb": round(peak_rss_mb(), 0),
+    }
+
+
 def run_finetune(
     config: FinetuneConfig,
     train_path: str | Path,
@@ -473,112 +571,31 @@ def run_finetune(
     on_save: Callable[[Path], None] | None = None,
 ) -> FinetuneResult:
     """Train, evaluate and write the fine-tune directory (see module docstring)."""
-    from components.finetune import evaluate
-
     tracker = tracker or NullTracker()
     output_dir = Path(output_dir)
-    base = Path(config.base_model).expanduser()
-    if not (base / "config.json").is_file():
-        raise InputError(
-            "base model directory not found or has no config.json", path=base, field="base_model"
-        )
-
-    quarantine: list[dict[str, Any]] = []
-    report = DataReport()
-    train_ex = read_examples(train_path, quarantine)
-    eval_ex = read_examples(eval_path, quarantine) if eval_path else None
-    for q in quarantine:
-        report.quarantined[q["reason"]] += 1
-    train_ex, eval_ex = split_examples(train_ex, eval_ex, config)
-    report.uid_overlap = len({e.uid for e in train_ex} & {e.uid for e in eval_ex})
-
+    base = base_dir(config)
     device = resolve_device(config)
     threads = set_cpu_threads(config) if device == "cpu" else None
     backend_name = resolve_backend(config, device)
     backend = _load_backend(backend_name)
     model, tokenizer = backend.load(config, device)
-    template = resolve_chat_template(config.chat_template, tokenizer)
-    tokenizer.chat_template = template  # merged/ carries exactly the template used in training
-    eos = end_tokens(tokenizer, getattr(getattr(model, "generation_config", None), "eos_token_id", None))
-    if not eos:
-        raise InputError("base model has no end-of-sequence token in its vocabulary", path=base)
-    turn_end = tokenizer.eos_token if tokenizer.eos_token in eos else eos[0]
-
-    common = {"template": template, "max_len": config.max_seq_length, "eos_token": turn_end}
-    train_tok = tokenize_examples(
-        tokenizer, train_ex, **common, report=report, quarantine=quarantine, source="train"
+    chat = chat_setup(
+        config, tokenizer, getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     )
-    eval_tok = tokenize_examples(
-        tokenizer, eval_ex, **common, report=report, quarantine=quarantine, source="eval"
-    )
-    report.train, report.eval = len(train_tok), len(eval_tok)
-    if not train_tok:
-        raise InputError("no usable training rows after validation", path=train_path)
+    tokenizer.chat_template = chat.template  # merged/ (and so the GGUF) carries exactly this template
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_open(output_dir / EVAL_EXAMPLES_FILE, "w", encoding="utf-8") as fh:
-        fh.writelines(
-            json.dumps({"uid": e.uid, "messages": e.messages}, ensure_ascii=False) + "\n" for e in eval_ex
-        )
-    if quarantine:
-        with atomic_open(output_dir / QUARANTINE_FILE, "w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(q, ensure_ascii=False) + "\n" for q in quarantine)
-
-    losses: list[tuple[int, float]] = []
-
-    def on_log(step: int, logs: dict[str, float]) -> None:
-        if "loss" in logs:  # live, so MLflow shows progress during a long run
-            losses.append((step, float(logs["loss"])))
-            tracker.log_metrics({"train_loss": float(logs["loss"])}, step=step)
-
-    ckpt_dir = output_dir / "checkpoints"
-    resume_from = last_checkpoint(ckpt_dir) if resume else None
-    ctx = TrainContext(config, device, output_dir, [t for _, t in train_tok], on_log, on_save)
-    started = time.monotonic()
-    model, trainer = backend.train(model, tokenizer, ctx, resume_from)
-    train_seconds = time.monotonic() - started
-    steps = int(trainer.state.global_step)
-    # log_history survives resume (it is in trainer_state.json), so the curve covers the whole run.
-    history = [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history if "loss" in h]
-    live = {step for step, _ in losses}
-    for step, loss in history:  # steps trained before a resume belong to this model's curve too
-        if step not in live:
-            tracker.log_metrics({"train_loss": loss}, step=step)
-    losses = history or losses
-    new_steps = steps - (int(resume_from.name.split("-")[-1]) if resume_from else 0)
-
+    data = prepare_data(config, tokenizer, chat, train_path, eval_path)
+    write_data_files(output_dir, data)
+    ctx = TrainContext(config, device, output_dir, [t for _, t in data.train], lambda s, logs: None, on_save)
+    trained = train_adapter(backend, model, tokenizer, ctx, tracker, resume)
     with atomic_dir(output_dir / "adapter") as tmp:
-        model.save_pretrained(str(tmp))
+        trained.model.save_pretrained(str(tmp))
 
-    eval_result = evaluate.evaluate_base_and_finetuned(
-        model, tokenizer, config, eval_tok, eos, device, backend=backend
-    )
-    write_json(output_dir / "eval.json", eval_result)
-    (output_dir / "eval-table.md").write_text(evaluate.eval_table(eval_result, config.task), encoding="utf-8")
-    evaluate.plot_loss(losses, eval_result, output_dir / "loss.png")
-
+    eval_result = evaluate_and_report(backend, trained, tokenizer, config, data, chat, device, output_dir)
     with atomic_dir(output_dir / "merged") as tmp:
-        backend.save_merged(model, tokenizer, tmp, eos)
+        backend.save_merged(trained.model, tokenizer, tmp, chat.eos_tokens)
 
-    summary = {
-        "task": config.task,
-        "base_model": str(base),
-        "chat_template": template,
-        "eos_tokens": eos,
-        "steps": steps,
-        "train_loss": [loss for _, loss in losses],
-        "train_loss_steps": [s for s, _ in losses],
-        "config": config.model_dump(),
-        "backend": backend_name,
-        "device": device,
-        "cpu_threads": threads,
-        "resumed_from": resume_from.name if resume_from else None,
-        "steps_this_run": new_steps,
-        "data": report.as_dict(),
-        "train_seconds": round(train_seconds, 1),
-        "seconds_per_step": round(train_seconds / new_steps, 2) if new_steps > 0 else None,
-        "peak_rss_mb": round(peak_rss_mb(), 0),
-    }
+    summary = summarize(config, base, chat, trained, data, backend_name, device, threads)
     write_json(output_dir / SUMMARY_FILE, summary)
     return FinetuneResult(output_dir=output_dir, summary=summary, eval=eval_result)
 

@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from components.finetune.core import Example, FinetuneConfig, Task, Tokenized
+from components.finetune.schema import Example, FinetuneConfig, Task, Tokenized
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _RAW_TOKEN = re.compile(r"[\w][\w.\-/]*[\w]|[\w]", re.UNICODE)

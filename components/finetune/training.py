@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from components.finetune.core import TrainContext
+from components.finetune.schema import TrainContext
 
 
 def tokenized_dataset(ctx: TrainContext) -> Any:

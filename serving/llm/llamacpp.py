@@ -4,8 +4,9 @@ The chat template is the one embedded in the GGUF (`tokenizer.chat_template`): a
 with another template than it was trained on degrades badly, so a GGUF without one is refused rather
 than silently formatted as llama-2 (llama-cpp-python's fallback). Generation stops on every
 end-of-generation token of the vocabulary (llama.cpp's `llama_vocab_is_eog`: EOS, EOT, `<|im_end|>`,
-`<|endoftext|>`, ...), and the textual forms of common end markers are extra stop strings, because a
-fine-tune may emit them as plain text.
+`<|endoftext|>`, ...), and the textual forms of the chat family's end tokens (one list, owned by
+components.common.chat_families and shared with training and export) are extra stop strings,
+because a fine-tune may emit them as plain text.
 
 A llama.cpp context generates one reply at a time, so each model has its own gate (concurrency 1,
 a bounded queue): the describer and the QA model generate in parallel, requests for one model queue.
@@ -21,13 +22,20 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from components.common import chat_families
 from components.common.errors import InputError
 from serving.llm.base import ChatResult, TokenSink, stream_via_chat
 from serving.llm.errors import BackendError, BackendUnavailable
 from serving.llm.gate import Gate
 
-# End markers of the chat templates we are likely to meet (ChatML/Qwen/SmolLM, Llama 3, Phi, Gemma).
-END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>")
+
+def end_markers(chat_template: str) -> tuple[str, ...]:
+    """The end tokens of the template's chat family (components.common.chat_families owns them);
+    every known end token for a template of another family (still served: llama.cpp stops on EOG)."""
+    try:
+        return chat_families.detect(chat_template).end_tokens
+    except chat_families.UnknownChatFamily:
+        return chat_families.known_end_tokens()
 
 
 def _load_llama(model_path: Path, n_ctx: int, n_threads: int) -> Any:
@@ -97,7 +105,7 @@ class LlamaCppBackend:
             )
         self.chat_template = metadata["tokenizer.chat_template"]
         self.chat_format = getattr(llama, "chat_format", None)
-        markers = [m for m in END_MARKERS if m in self.chat_template or self._is_token(m)]
+        markers = [m for m in end_markers(self.chat_template) if m in self.chat_template or self._is_token(m)]
         self.stop = list(dict.fromkeys([*markers, *extra_stops]))  # + the exported Modelfile's stops
 
     def _is_token(self, text: str) -> bool:

@@ -145,13 +145,15 @@ def test_export_writes_every_level_and_passes_the_gate(exported) -> None:
 
 
 def test_modelfile_points_at_served_level_with_all_stops(exported) -> None:
+    from components.common.chat_format import DESCRIBER_SYSTEM
     from components.export.modelfile import parse_modelfile
 
     out, summary = exported
     mf = parse_modelfile((out / "Modelfile").read_text())
     assert mf.from_ == f"./{summary['files']['Q4_K_M']}"
     assert mf.stops == ["<|im_end|>", "<|endoftext|>"]
-    assert mf.system == "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    # The prompt the describer was trained with, not the base model's default system prompt.
+    assert mf.system == DESCRIBER_SYSTEM
     assert mf.parameters == {"temperature": 0.7, "num_ctx": 2048}
 
 
@@ -213,11 +215,12 @@ def test_gate_fails_on_gguf_with_altered_embedded_template(exported, tmp_path: P
 
 
 def test_gate_fails_on_modelfile_with_llama3_template(exported, tmp_path: Path) -> None:
-    from components.export.modelfile import GO_TEMPLATES, parse_modelfile
+    from components.common.chat_families import LLAMA3
+    from components.export.modelfile import parse_modelfile
 
     out, summary = exported
     mf = parse_modelfile((out / "Modelfile").read_text())
-    mf.template = GO_TEMPLATES["llama3"]
+    mf.template = LLAMA3.go_template("")
     (tmp_path / "Modelfile").write_text(mf.render())
     result = _gate(tmp_path, {"F16": out / summary["files"]["F16"]})
     assert result["fidelity"]["passed"] is False

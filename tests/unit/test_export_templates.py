@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from components.common.chat_families import default_system_prompt
 from components.common.errors import InputError
 from components.export.fidelity import (
     check_templates,
@@ -14,11 +15,10 @@ from components.export.fidelity import (
     strip_bos,
 )
 from components.export.modelfile import (
-    GO_TEMPLATES,
     Modelfile,
     build_modelfile,
-    default_system_prompt,
     detect_family,
+    go_template,
     parse_modelfile,
     stop_tokens,
 )
@@ -88,9 +88,11 @@ def test_stop_tokens_include_every_end_token_once() -> None:
     assert stop_tokens(["<|im_end|>"], CHATML_VOCAB) == ["<|im_end|>", "<|endoftext|>"]
     assert stop_tokens(["<|eot_id|>", "<|eot_id|>"], LLAMA3_VOCAB) == [
         "<|eot_id|>",
-        "<|end_of_text|>",
         "<|eom_id|>",
+        "<|end_of_text|>",
     ]
+    # With the template, only its family's end tokens (a ChatML vocab may hold stray others).
+    assert stop_tokens([], [*CHATML_VOCAB, "<|eot_id|>"], SMOLLM2) == ["<|im_end|>", "<|endoftext|>"]
     with pytest.raises(InputError):
         stop_tokens([], ["a", "b"])
 
@@ -102,7 +104,7 @@ def test_modelfile_text_round_trips() -> None:
     assert 'PARAMETER stop "<|im_end|>"\nPARAMETER stop "<|endoftext|>"\n' in text
     assert "PARAMETER temperature 0.7\nPARAMETER num_ctx 2048\n" in text
     back = parse_modelfile(text)
-    assert back.template == GO_TEMPLATES["chatml"]
+    assert back.template == go_template(SMOLLM2)
     assert back.system == mf.system
     assert back.stops == mf.stops
     assert back.parameters == PARAMS
@@ -140,7 +142,7 @@ def test_generated_modelfile_renders_the_jinja_prompt(template, vocab, eos, bos,
 
 def test_wrong_family_template_fails_the_gate_with_evidence() -> None:
     # A Llama 3 TEMPLATE on a ChatML model: the classic broken Ollama import.
-    wrong = Modelfile(from_="./m.gguf", template=GO_TEMPLATES["llama3"], stops=["<|eot_id|>"])
+    wrong = Modelfile(from_="./m.gguf", template=go_template(LLAMA3), stops=["<|eot_id|>"])
     renderers = {
         "training": lambda m: render_jinja(SMOLLM2, m),
         "modelfile": lambda m: ollama_render(wrong, m),
