@@ -15,7 +15,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Model
 
-from components.common.config import CONFIG_DIR, load_config
+from components.common.config import CONFIG_DIR, runtime_config_json
 from components.export.component import export
 from components.export.core import ExportConfig
 from components.finetune.component import finetune
@@ -64,10 +64,11 @@ def config_path(step: str, profile: str | None = None) -> Path:
 
 
 def load_step_configs(profile: str | None = None, overrides: dict[str, dict] | None = None) -> dict[str, str]:
-    """Validated config JSON per step, ready to pass as pipeline parameters."""
+    """Config JSON per step, ready to pass as pipeline parameters: checked here, but `${VAR}` is
+    expanded by the component in its pod (this machine's paths and env never reach the package)."""
     overrides = overrides or {}
     return {
-        step: load_config(model, config_path(step, profile), overrides.get(step)).model_dump_json()
+        step: runtime_config_json(model, config_path(step, profile), overrides.get(step))
         for step, model in STEP_CONFIGS.items()
     }
 

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from components.common.atomic import atomic_dir, atomic_open, write_json
+from components.common.base_weights import localize
 from components.common.config import StepConfig
 from components.common.errors import InputError
 from components.common.tracking import NullTracker, Tracker, step_run
@@ -86,7 +87,10 @@ class EvalSettings(StepConfig):
 
 class FinetuneConfig(StepConfig):
     task: Task
-    base_model: str = Field(description="local directory of the base model (HF safetensors)")
+    base_model: str = Field(description="local dir, HF repo id[@revision] or s3:// prefix (common/base_weights)")
+    merge_base_model: str | None = Field(
+        default=None, description="16-bit original of a bnb-4bit base_model: merge and eval gate use it"
+    )
     chat_template: str = Field(
         default="auto", description="'auto' (tokenizer's own), 'chatml', a .jinja path or inline"
     )
@@ -477,11 +481,9 @@ def run_finetune(
 
     tracker = tracker or NullTracker()
     output_dir = Path(output_dir)
-    base = Path(config.base_model).expanduser()
-    if not (base / "config.json").is_file():
-        raise InputError(
-            "base model directory not found or has no config.json", path=base, field="base_model"
-        )
+    # Local dir, HF repo id[@rev] or s3:// prefix -> a local dir; source, revision, hashes to MLflow.
+    config, base_weights = localize(config, tracker)
+    base = base_weights.path
 
     quarantine: list[dict[str, Any]] = []
     report = DataReport()
@@ -562,7 +564,8 @@ def run_finetune(
 
     summary = {
         "task": config.task,
-        "base_model": str(base),
+        "base_model": base_weights.spec,  # as configured: export resolves it again in its own pod
+        "base_weights": base_weights.as_dict(),
         "chat_template": template,
         "eos_tokens": eos,
         "steps": steps,
