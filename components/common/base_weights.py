@@ -84,7 +84,9 @@ def classify(spec: str) -> tuple[Source, str, str | None]:
     text = spec.strip()
     if text.startswith("s3://"):
         return "s3", text, None
-    if text.startswith("hf://") or (not Path(text).expanduser().exists() and not text.startswith((".", "/", "~"))):
+    if text.startswith("hf://") or (
+        not Path(text).expanduser().exists() and not text.startswith((".", "/", "~"))
+    ):
         m = _REPO_ID.match(text)
         if m:
             return "hf", m.group(1), m.group(2)
@@ -103,7 +105,9 @@ def resolve_base_weights(
         return _from_hf(spec, location, revision, cache)
     path = Path(location)
     if not (path / "config.json").is_file():
-        raise InputError(f"base model {spec!r}: directory not found or has no config.json", field="base_model")
+        raise InputError(
+            f"base model {spec!r}: directory not found or has no config.json", field="base_model"
+        )
     return BaseWeights(spec, "local", path, files=file_hashes(path) if hash_local else {})
 
 
@@ -117,7 +121,9 @@ def localize(config: Any, tracker: Any = None) -> tuple[Any, BaseWeights]:
     if tracker is not None:
         tracker.log_params(weights.as_params())
         tracker.log_dict(weights.as_dict(), "base-weights.json")
-    log.info("base model %s -> %s (%s %s)", weights.spec, weights.path, weights.source, weights.revision or "")
+    log.info(
+        "base model %s -> %s (%s %s)", weights.spec, weights.path, weights.source, weights.revision or ""
+    )
     return config.model_copy(update={"base_model": str(weights.path)}), weights
 
 
@@ -184,10 +190,16 @@ def _from_hf(spec: str, repo_id: str, revision: str | None, cache: Path) -> Base
         raise _hf_error(spec, "gated repo: HF_TOKEN missing or not granted access") from None
     except RepositoryNotFoundError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", None)
-        cause = "not found, or private and HF_TOKEN missing/invalid" if status == 401 or not token else "not found"
+        cause = (
+            "not found, or private and HF_TOKEN missing/invalid"
+            if status == 401 or not token
+            else "not found"
+        )
         raise _hf_error(spec, f"repository {cause} (HTTP {status})") from None
     except LocalEntryNotFoundError as exc:
-        raise _hf_error(spec, f"not in the cache and the hub cannot be reached ({_first_line(exc)})") from None
+        raise _hf_error(
+            spec, f"not in the cache and the hub cannot be reached ({_first_line(exc)})"
+        ) from None
     except HfHubHTTPError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", None)
         cause = "HF_TOKEN rejected" if status in (401, 403) else _first_line(exc)
@@ -200,7 +212,9 @@ def _from_hf(spec: str, repo_id: str, revision: str | None, cache: Path) -> Base
 
 
 def _hf_error(spec: str, cause: str) -> InputError:
-    return InputError(f"base model {spec!r} (Hugging Face, endpoint {_endpoint()}): {cause}", field="base_model")
+    return InputError(
+        f"base model {spec!r} (Hugging Face, endpoint {_endpoint()}): {cause}", field="base_model"
+    )
 
 
 def _endpoint() -> str:
@@ -233,8 +247,10 @@ def _from_s3(spec: str, uri: str, cache: Path, store: Any) -> BaseWeights:
         try:
             manifest_path = store.download_file(f"{prefix}/{MANIFEST}", Path(tmp) / MANIFEST)
         except StorageError as exc:
-            raise InputError(f"base model {spec!r}: no {MANIFEST} ({exc}); stage it with "
-                             "`prodtune models stage`", field="base_model") from None
+            raise InputError(
+                f"base model {spec!r}: no {MANIFEST} ({exc}); stage it with `prodtune models stage`",
+                field="base_model",
+            ) from None
         raw = manifest_path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
     try:
@@ -254,8 +270,9 @@ def _from_s3(spec: str, uri: str, cache: Path, store: Any) -> BaseWeights:
             except StorageError as exc:
                 raise InputError(f"base model {spec!r}: {exc}", field="base_model") from None
             if sha256_file(local) != sha:
-                raise InputError(f"base model {spec!r}: {name} does not match the manifest's sha256",
-                                 field="base_model")
+                raise InputError(
+                    f"base model {spec!r}: {name} does not match the manifest's sha256", field="base_model"
+                )
         (tmp_dir / _COMPLETE).write_text(digest + "\n", encoding="utf-8")
     if not (target / "config.json").is_file():
         raise InputError(f"base model {spec!r}: the staged files have no config.json", field="base_model")
@@ -276,7 +293,9 @@ def stage(spec: str, dest: str, *, store: Any = None, cache_dir: Path | None = N
     for name, sha in weights.files.items():
         obj = store.upload_file(weights.path / name, f"{prefix}/{name}")
         if obj.sha256 != sha:
-            raise InputError(f"{name} changed while staging (sha256 {sha} -> {obj.sha256})", path=weights.path)
+            raise InputError(
+                f"{name} changed while staging (sha256 {sha} -> {obj.sha256})", path=weights.path
+            )
         entries[name] = {"sha256": obj.sha256, "size": obj.size}
     manifest = {"source": weights.spec, "revision": weights.revision, "files": entries}
     import tempfile

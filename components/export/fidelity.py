@@ -279,7 +279,9 @@ def hf_greedy(
 
     from components.export.precision import reference_dtype  # float32 small, bfloat16 for 7B
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, reference_dtype(model_dir)))
+    model = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), dtype=getattr(torch, reference_dtype(model_dir))
+    )
     model.eval()
     outs: list[list[int]] = []
     with torch.inference_mode():

@@ -43,7 +43,9 @@ class GateConfig(StepConfig):
     min_examples: int = Field(default=50, gt=0, description="fewer held-out examples: the gate fails")
     max_examples: int = Field(default=200, gt=0)
     examples_path: Path | None = Field(default=None, description="default <model_dir>/eval-examples.jsonl")
-    margin: float = Field(default=0.0, description="task metric: lower bound of candidate - champion must exceed")
+    margin: float = Field(
+        default=0.0, description="task metric: lower bound of candidate - champion must exceed"
+    )
     nll_margin: float = Field(
         default=0.0, description="reference NLL (nats/token): lower bound of champion - candidate must exceed"
     )
@@ -232,8 +234,8 @@ def plot_report(result: dict[str, Any], path: Path) -> None:
     means = [r["mean"] for r in rows]
     err = np.array([[r["mean"] - r["low"] for r in rows], [r["high"] - r["mean"] for r in rows]])
     colors = ["tab:green" if r["low"] > r.get("margin", float("-inf")) else "tab:red" for r in rows]
-    ax.errorbar(means, y, xerr=err, fmt="none", ecolor=colors, capsize=4)
-    ax.scatter(means, y, c=colors, zorder=3)
+    for i, color in enumerate(colors):
+        ax.errorbar(means[i], y[i], xerr=err[:, i : i + 1], fmt="o", color=color, capsize=4)
     for i, r in enumerate(rows):
         if "margin" in r:
             ax.plot([r["margin"]] * 2, [i - 0.35, i + 0.35], color="black", linewidth=1)
@@ -253,7 +255,8 @@ def write_report(result: dict[str, Any], candidate: SideScores, reference: SideS
     detail = {
         **result,
         "outputs": [
-            {"candidate": c, reference.label: r} for c, r in zip(candidate.outputs, reference.outputs, strict=True)
+            {"candidate": c, reference.label: r}
+            for c, r in zip(candidate.outputs, reference.outputs, strict=True)
         ],
     }
     (out_dir / REPORT_JSON).write_text(json.dumps(detail, indent=2, ensure_ascii=False), encoding="utf-8")

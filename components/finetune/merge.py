@@ -38,7 +38,12 @@ class MergePlan:
     reason: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"source": self.source, "base_dir": str(self.base_dir), "dtype": self.dtype, "reason": self.reason}
+        return {
+            "source": self.source,
+            "base_dir": str(self.base_dir),
+            "dtype": self.dtype,
+            "reason": self.reason,
+        }
 
 
 def stored_dtype(model_dir: str | Path, default: str = "bfloat16") -> str:
@@ -58,20 +63,28 @@ def plan_merge(base_dir: str | Path, merge_base: str | Path | None, *, loaded_in
         if is_bnb_4bit(merge_base):
             raise ValueError(f"merge_base_model {merge_base} is itself a bnb-4bit checkpoint")
         dtype = stored_dtype(merge_base)
-        return MergePlan("original", merge_base, dtype if dtype in _16BIT else "bfloat16", "original weights given")
+        return MergePlan(
+            "original", merge_base, dtype if dtype in _16BIT else "bfloat16", "original weights given"
+        )
     if is_bnb_4bit(base_dir):
         dtype = stored_dtype(base_dir)
         return MergePlan(
-            "dequantized", base_dir, dtype if dtype in _16BIT else "bfloat16",
+            "dequantized",
+            base_dir,
+            dtype if dtype in _16BIT else "bfloat16",
             "bnb-4bit checkpoint only: dequantized on CPU, then merged",
         )
     if loaded_in_4bit:
         dtype = stored_dtype(base_dir)
         return MergePlan(
-            "reload", base_dir, dtype if dtype in _16BIT else "bfloat16",
+            "reload",
+            base_dir,
+            dtype if dtype in _16BIT else "bfloat16",
             "16-bit base trained in 4-bit: reloaded in 16-bit from disk",
         )
-    return MergePlan("in_memory", base_dir, stored_dtype(base_dir, "float16"), "trained on unquantized weights")
+    return MergePlan(
+        "in_memory", base_dir, stored_dtype(base_dir, "float16"), "trained on unquantized weights"
+    )
 
 
 def merge_onto(plan: MergePlan, adapter_dir: Path, out: Path, tokenizer: Any, eos_ids: list[int]) -> None:
@@ -115,7 +128,9 @@ def remember_sources(model: Any, base_dir: str | Path, merge_base: str | None) -
     setattr(model, MERGE_ATTR, {"base_dir": str(base_dir), "merge_base": merge_base})
 
 
-def save_merged_16bit(peft_model: Any, tokenizer: Any, out: Path, eos_tokens: list[str], in_memory: Any) -> MergePlan:
+def save_merged_16bit(
+    peft_model: Any, tokenizer: Any, out: Path, eos_tokens: list[str], in_memory: Any
+) -> MergePlan:
     """Both backends' save_merged: plan, then merge on CPU from 16-bit weights, or `in_memory(...)`."""
     from components.common.base_weights import resolve_base_weights
 
@@ -123,7 +138,9 @@ def save_merged_16bit(peft_model: Any, tokenizer: Any, out: Path, eos_tokens: li
     sources = getattr(base, MERGE_ATTR, None) or {"base_dir": base.name_or_path, "merge_base": None}
     merge_base = sources.get("merge_base")
     original = resolve_base_weights(merge_base).path if merge_base else None
-    plan = plan_merge(sources["base_dir"], original, loaded_in_4bit=bool(getattr(base, "is_loaded_in_4bit", False)))
+    plan = plan_merge(
+        sources["base_dir"], original, loaded_in_4bit=bool(getattr(base, "is_loaded_in_4bit", False))
+    )
     ids = tokenizer.convert_tokens_to_ids(eos_tokens)
     if plan.source == "in_memory":
         in_memory(plan, ids)

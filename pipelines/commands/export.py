@@ -126,8 +126,15 @@ def stage(
 
     result = do_stage(base, to)
     typer.echo(
-        json.dumps({"uri": result["uri"], "source": result["source"], "revision": result["revision"],
-                    "files": len(result["files"]), "bytes": sum(f["size"] for f in result["files"].values())})
+        json.dumps(
+            {
+                "uri": result["uri"],
+                "source": result["source"],
+                "revision": result["revision"],
+                "files": len(result["files"]),
+                "bytes": sum(f["size"] for f in result["files"].values()),
+            }
+        )
     )
 
 

@@ -123,7 +123,11 @@ class FakeHub:
         for name, data in sorted(repo.files.items()):
             entry = {"type": "file", "oid": git_blob_oid(data), "size": len(data), "path": name}
             if name.endswith(".safetensors"):
-                entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                entry["lfs"] = {
+                    "oid": hashlib.sha256(data).hexdigest(),
+                    "size": len(data),
+                    "pointerSize": 134,
+                }
             tree.append(entry)
         self._send(h, 200, {"Content-Type": "application/json"}, json.dumps(tree).encode(), body)
 
@@ -147,7 +151,9 @@ class FakeHub:
         self._send(h, 200, headers, data, body)
 
     @staticmethod
-    def _send(h: BaseHTTPRequestHandler, status: int, headers: dict[str, str], data: bytes, body: bool) -> None:
+    def _send(
+        h: BaseHTTPRequestHandler, status: int, headers: dict[str, str], data: bytes, body: bool
+    ) -> None:
         h.send_response(status)
         for k, v in headers.items():
             h.send_header(k, v)

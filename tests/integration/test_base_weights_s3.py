@@ -15,7 +15,7 @@ from components.common.errors import InputError
 from components.common.storage import sha256_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fakes.hf_hub_server import FakeHub, FakeRepo  # noqa: E402
+from fakes.hf_hub_server import FakeHub, FakeRepo
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +47,9 @@ def test_stage_then_mirror_once_checksummed(stack_env, s3_store, tmp_path: Path,
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["files"] == 4 and out["uri"] == dest  # .cache/ is not staged
-    manifest = json.loads(s3_store.client.get_object(
-        Bucket=s3_store.bucket, Key=f"base-models/tiny/{MANIFEST}")["Body"].read())
+    manifest = json.loads(
+        s3_store.client.get_object(Bucket=s3_store.bucket, Key=f"base-models/tiny/{MANIFEST}")["Body"].read()
+    )
     assert manifest["files"]["model.safetensors"]["sha256"] == sha256_file(src / "model.safetensors")
 
     monkeypatch.setenv("PRODTUNE_BASE_CACHE", str(tmp_path / "cache"))
@@ -61,13 +62,15 @@ def test_stage_then_mirror_once_checksummed(stack_env, s3_store, tmp_path: Path,
     assert resolve_base_weights(dest).path == weights.path
 
 
-def test_a_tampered_object_fails_with_the_model_and_file_named(stack_env, s3_store, tmp_path, monkeypatch) -> None:
+def test_a_tampered_object_fails_with_the_model_and_file_named(
+    stack_env, s3_store, tmp_path, monkeypatch
+) -> None:
     src = _model_dir(tmp_path)
     dest = f"s3://{s3_store.bucket}/base-models/tampered/"
     assert _cli("models", "stage", "--base", str(src), "--to", dest).exit_code == 0
     # Someone overwrites a weight file in place (with a fresh sha256 of its own bytes).
     (tmp_path / "evil.safetensors").write_bytes(b"not the weights")
-    s3_store.upload_file(tmp_path / "evil.safetensors", f"base-models/tampered/model.safetensors")
+    s3_store.upload_file(tmp_path / "evil.safetensors", "base-models/tampered/model.safetensors")
     monkeypatch.setenv("PRODTUNE_BASE_CACHE", str(tmp_path / "fresh-cache"))
     with pytest.raises(InputError) as err:
         resolve_base_weights(dest)
@@ -77,7 +80,7 @@ def test_a_tampered_object_fails_with_the_model_and_file_named(stack_env, s3_sto
 
 def test_missing_prefix_is_one_line(stack_env, s3_store, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("PRODTUNE_BASE_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(InputError, match="no prodtune-manifest.json") as err:
+    with pytest.raises(InputError, match=r"no prodtune-manifest\.json") as err:
         resolve_base_weights(f"s3://{s3_store.bucket}/base-models/never-staged/")
     assert "prodtune models stage" in str(err.value) and "\n" not in str(err.value)
 

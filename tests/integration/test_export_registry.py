@@ -32,8 +32,8 @@ def helpers():
 
 def _export(helpers, root: Path, task: str, margin: float) -> dict:
     from components.export.core import FidelityConfig, run_export
-    from components.export.gate import GateConfig
     from components.export.fidelity import default_golden
+    from components.export.gate import GateConfig
 
     pytest.importorskip("llama_cpp")
     model_dir = helpers.make_model_dir(root, task, helpers.smollm2_hf_dir())

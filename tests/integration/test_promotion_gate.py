@@ -14,6 +14,7 @@ Each export is the real `run_export` (F16 only, to keep it to ~1 min each on 2 c
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 from pathlib import Path
@@ -93,46 +94,59 @@ def _model_dir(helpers, root: Path, name: str, merged: Path, base: Path, example
 
 def _references(helpers, root: Path, clean: Path, config) -> Path:
     """Held-out conversations whose reference answers are the clean model's greedy outputs."""
+    from transformers import AutoTokenizer
+
     from components.common.chat_format import describer_messages
+    from components.export import fidelity
     from components.export.core import export_gguf
     from components.export.gate import score_gguf
     from components.export.modelfile import build_modelfile
-    from transformers import AutoTokenizer
-
-    from components.export import fidelity
 
     gguf = export_gguf(clean, root / "ref", "ref", config)["F16"]
     tok = AutoTokenizer.from_pretrained(str(clean))
     mf = build_modelfile(
-        gguf.name, tok.chat_template, eos_tokens=[tok.eos_token], vocab=tok.get_vocab().keys(),
-        parameters={}, bos_token=tok.bos_token or "", eos_token=tok.eos_token or "",
+        gguf.name,
+        tok.chat_template,
+        eos_tokens=[tok.eos_token],
+        vocab=tok.get_vocab().keys(),
+        parameters={},
+        bos_token=tok.bos_token or "",
+        eos_token=tok.eos_token or "",
     )
     prompts = [describer_messages(t) for t in TITLES]
     scores = score_gguf(
-        gguf, lambda m: fidelity.ollama_render(mf, m), mf.stops, [[*p, {"role": "assistant", "content": ""}]
-                                                                 for p in prompts],
-        "describer", label="ref", max_new_tokens=24, n_ctx=512, threads=2,
+        gguf,
+        lambda m: fidelity.ollama_render(mf, m),
+        mf.stops,
+        [[*p, {"role": "assistant", "content": ""}] for p in prompts],
+        "describer",
+        label="ref",
+        max_new_tokens=24,
+        n_ctx=512,
+        threads=2,
     )
     path = root / "eval-examples.jsonl"
-    path.write_text("".join(
-        json.dumps({"messages": describer_messages(t, out or "(empty)")}) + "\n"
-        for t, out in zip(TITLES, scores.outputs, strict=True)
-    ))
+    path.write_text(
+        "".join(
+            json.dumps({"messages": describer_messages(t, out or "(empty)")}) + "\n"
+            for t, out in zip(TITLES, scores.outputs, strict=True)
+        )
+    )
     return path
 
 
 def test_champion_moves_only_for_a_better_candidate(helpers, stack_env, tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp")
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     from components.export import registry
     from components.export.core import run_export
 
     client = MlflowClient(stack_env["MLFLOW_TRACKING_URI"])
-    try:  # the session's registry may hold a describer champion from another test: start without one
+    # The session's registry may hold a describer champion from another test: start without one.
+    with contextlib.suppress(MlflowException):
         client.delete_registered_model_alias("prodtune-describer", "champion")
-    except Exception:  # noqa: BLE001 (no such model or alias)
-        pass
     clean = helpers.smollm2_hf_dir()
     light = _noised(clean, tmp_path / "light", 0.04, seed=1)
     heavy = _noised(clean, tmp_path / "heavy", 0.25, seed=2)

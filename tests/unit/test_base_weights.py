@@ -14,7 +14,7 @@ from components.common.errors import InputError
 from components.common.tracking import NullTracker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fakes.hf_hub_server import FakeHub, FakeRepo  # noqa: E402
+from fakes.hf_hub_server import FakeHub, FakeRepo
 
 V1 = "1111111111111111111111111111111111111111"
 

@@ -66,10 +66,15 @@ def test_too_few_examples_fail_whatever_the_scores() -> None:
 
 
 def test_describer_gates_on_rouge_l_and_reports_facts_recall(tmp_path: Path) -> None:
-    base = SideScores("base", ["a"] * 4, {"rouge_l": [0.1] * 4, "facts_recall": [0.0, None, 0.5, 0.5]}, [2.0] * 4, [5] * 4)
+    base = SideScores(
+        "base", ["a"] * 4, {"rouge_l": [0.1] * 4, "facts_recall": [0.0, None, 0.5, 0.5]}, [2.0] * 4, [5] * 4
+    )
     cand = SideScores(
-        "candidate", ["b"] * 4, {"rouge_l": [0.3, 0.4, 0.35, 0.5], "facts_recall": [0.5, None, 1.0, 0.5]},
-        [1.5, 1.4, 1.6, 1.3], [5] * 4,
+        "candidate",
+        ["b"] * 4,
+        {"rouge_l": [0.3, 0.4, 0.35, 0.5], "facts_recall": [0.5, None, 1.0, 0.5]},
+        [1.5, 1.4, 1.6, 1.3],
+        [5] * 4,
     )
     result = compare("describer", cand, base, _cfg(min_examples=4), tmp_path)
     assert result["metric"] == "rouge_l" and result["against"] == "base"

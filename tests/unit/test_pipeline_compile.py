@@ -150,10 +150,30 @@ def test_a_bad_config_still_fails_at_compile_time(tmp_path, monkeypatch):
     bad = tmp_path / "configs"
     bad.mkdir()
     (bad / "sampling.yaml").write_text("n: -3\n")
-    monkeypatch.setattr(pipeline, "config_path", lambda step, profile=None: bad / "sampling.yaml"
-                        if step == "sampling" else CONFIG_DIR / f"{step}.yaml")
+    monkeypatch.setattr(
+        pipeline,
+        "config_path",
+        lambda step, profile=None: (
+            bad / "sampling.yaml" if step == "sampling" else CONFIG_DIR / f"{step}.yaml"
+        ),
+    )
     import pytest
 
     with pytest.raises(InputError) as err:
         load_step_configs("production")
     assert err.value.field == "n" and "sampling.yaml" in str(err.value)
+
+
+def test_finetune_and_export_get_hf_token_and_base_cache(tmp_path):
+    from pipelines.pipeline import BASE_CACHE_MOUNT, PlatformSettings
+
+    out = compile_pipeline(tmp_path / "p.yaml", platform=PlatformSettings(base_cache_pvc="base-cache"))
+    spec, platform = _docs(out)[0], _docs(out)[1]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name in [n for n in k8s if "finetune" in n or "export" in n]:
+        hf = [s for s in k8s[name]["secretAsEnv"] if s["secretName"] == "prodtune-hf"]
+        assert hf and hf[0]["optional"] is True and hf[0]["keyToEnv"][0]["envVar"] == "HF_TOKEN"
+        assert k8s[name]["pvcMount"][0]["mountPath"] == BASE_CACHE_MOUNT
+        env = spec["deploymentSpec"]["executors"][name]["container"].get("env", [])
+        assert {"name": "PRODTUNE_BASE_CACHE", "value": BASE_CACHE_MOUNT} in env
+    assert not any("prodtune-hf" in json.dumps(v) for n, v in k8s.items() if "prep" in n)
