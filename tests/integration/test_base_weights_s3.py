@@ -96,7 +96,9 @@ def test_stage_an_hf_repo_into_s3(stack_env, s3_store, tmp_path, monkeypatch) ->
         dest = f"s3://{s3_store.bucket}/base-models/acme-tiny/"
         result = _cli("models", "stage", "--base", "acme/tiny", "--to", dest)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["revision"] == FakeRepo(files).commit
+    # huggingface_hub's progress bars go to stderr; stdout is the one JSON line.
+    line = result.stdout.strip()
+    assert json.loads(line)["revision"] == FakeRepo(files).commit
     monkeypatch.setenv("PRODTUNE_BASE_CACHE", str(tmp_path / "pod-cache"))
     weights = resolve_base_weights(dest)
     assert (weights.path / "model.safetensors").read_bytes() == files["model.safetensors"]
