@@ -389,17 +389,20 @@ def eval_gate(
         return export_gguf(base, work / "gguf", "base", base_config)[config.serve_level]
 
     settings = get_settings()
-    result = gate.run_gate(
-        ft_summary["task"],
-        examples,
-        served,
-        parse_modelfile(modelfile_path.read_text(encoding="utf-8")),
-        out_dir,
-        config.gate,
-        base_gguf=base_gguf,
-        n_ctx=config.n_ctx,
-        threads=config.threads or None,
-        settings=settings,
-        use_registry=bool(config.publish and settings.mlflow_tracking_uri),
-    )
+    try:
+        result = gate.run_gate(
+            ft_summary["task"],
+            examples,
+            served,
+            parse_modelfile(modelfile_path.read_text(encoding="utf-8")),
+            out_dir,
+            config.gate,
+            base_gguf=base_gguf,
+            n_ctx=config.n_ctx,
+            threads=config.threads or None,
+            settings=settings,
+            use_registry=bool(config.publish and settings.mlflow_tracking_uri),
+        )
+    except InputError as exc:  # e.g. the base weights are gone: no verdict, still a candidate
+        return {**head, "passed": False, "reason": str(exc)}
     return {**head, **result}

@@ -180,3 +180,23 @@ def test_champion_moves_only_if_the_gate_passed_against_the_current_champion() -
     # Another export moved champion to v3 while this gate compared against v2 (or the base).
     assert "champion is v3 now" in _champion_move(Client("3"), "m", passed_vs_v2)
     assert "champion is v3 now" in _champion_move(Client("3"), "m", passed_vs_base)
+
+
+def test_gate_without_base_weights_fails_with_the_reason_but_does_not_crash(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from components.export.core import eval_gate
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    model_dir = tmp_path / "ft"
+    model_dir.mkdir()
+    convo = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    (model_dir / "eval-examples.jsonl").write_text(json.dumps({"messages": convo}) + "\n")
+    (tmp_path / "Modelfile").write_text("FROM ./x.gguf\n")
+    summary = {"task": "qa", "base_model": str(tmp_path / "gone")}
+    gate = eval_gate(
+        model_dir, summary, tmp_path / "x.gguf", tmp_path / "Modelfile", tmp_path, ExportConfig()
+    )
+    assert (
+        gate["passed"] is False and str(tmp_path / "gone") in gate["reason"] and gate["metric"] == "token_f1"
+    )
