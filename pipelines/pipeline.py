@@ -15,7 +15,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Model
 
-from components.common.config import CONFIG_DIR, load_config
+from components.common.config import CONFIG_DIR, runtime_config_json
 from components.export.component import export
 from components.export.core import ExportConfig
 from components.finetune.component import finetune
@@ -28,6 +28,7 @@ from components.synthesis.component import synthesis
 from components.synthesis.core import SynthesisConfig
 
 PIPELINE_NAME = "prodtune"
+BASE_CACHE_MOUNT = "/var/cache/prodtune/base-models"
 
 # Which YAML each step reads; a profile dir (e.g. configs/local/) overrides files it contains.
 # The two fine-tunes are one component and one config type: only their YAML differs.
@@ -50,6 +51,10 @@ class PlatformSettings:
     cpu_memory_request: str = "4G"
     s3_secret: str = "prodtune-s3"
     teacher_secret: str = "prodtune-teacher"
+    # HF_TOKEN for a base_model given as an HF repo id (optional: local and s3:// bases need none).
+    hf_secret: str = "prodtune-hf"
+    # PVC mounted at BASE_CACHE_MOUNT as $PRODTUNE_BASE_CACHE, so base weights are downloaded once.
+    base_cache_pvc: str | None = None
     # Non-secret settings (manifests/kustomization.yaml generates it).
     config_map: str = "prodtune-config"
 
@@ -64,10 +69,11 @@ def config_path(step: str, profile: str | None = None) -> Path:
 
 
 def load_step_configs(profile: str | None = None, overrides: dict[str, dict] | None = None) -> dict[str, str]:
-    """Validated config JSON per step, ready to pass as pipeline parameters."""
+    """Config JSON per step, ready to pass as pipeline parameters: checked here, but `${VAR}` is
+    expanded by the component in its pod (this machine's paths and env never reach the package)."""
     overrides = overrides or {}
     return {
-        step: load_config(model, config_path(step, profile), overrides.get(step)).model_dump_json()
+        step: runtime_config_json(model, config_path(step, profile), overrides.get(step))
         for step, model in STEP_CONFIGS.items()
     }
 
@@ -119,6 +125,8 @@ def build_pipeline(platform: PlatformSettings | None = None):
             _teacher_secret(synth_task, platform)
             for task in gpu_tasks:
                 _gpu_task(task, platform)
+            for task in (*gpu_tasks, *export_tasks):  # fine-tune loads the base; the export gate too
+                _base_weights_access(task, platform)
         return PipelineOutputs(describer=exported["describer"], qa=exported["qa"])
 
     return prodtune_pipeline
@@ -168,3 +176,15 @@ def _gpu_task(task: dsl.PipelineTask, platform: PlatformSettings) -> None:
     for key, value in platform.gpu_node_selector.items():
         kubernetes.add_node_selector(task, label_key=key, label_value=value)
     kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+
+
+def _base_weights_access(task: dsl.PipelineTask, platform: PlatformSettings) -> None:
+    from kfp import kubernetes
+
+    # components/common/base_weights.py reads HF_TOKEN and PRODTUNE_BASE_CACHE in the pod.
+    kubernetes.use_secret_as_env(
+        task, secret_name=platform.hf_secret, secret_key_to_env={"HF_TOKEN": "HF_TOKEN"}, optional=True
+    )
+    if platform.base_cache_pvc:
+        kubernetes.mount_pvc(task, pvc_name=platform.base_cache_pvc, mount_path=BASE_CACHE_MOUNT)
+        task.set_env_variable("PRODTUNE_BASE_CACHE", BASE_CACHE_MOUNT)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from components.common.config import StepConfig
 from components.common.errors import InputError
 from components.common.settings import Settings, get_settings
 from components.export import fidelity
+from components.export.gate import GateConfig
 from components.export.gguf import (
     QUANT_FTYPES,
     ExportError,
@@ -65,14 +65,6 @@ class FidelityConfig(StepConfig):
     golden_path: Path | None = Field(
         default=None, description='JSONL of {"messages": [...]}; default built in'
     )
-
-
-class GateConfig(StepConfig):
-    """Champion gate: on the served quant, fine-tuned beats base by `margin` (reference NLL, nats/token)."""
-
-    margin: float = 0.0
-    examples_path: Path | None = Field(default=None, description="default <model_dir>/eval-examples.jsonl")
-    max_examples: int = Field(default=8, gt=0)
 
 
 class ExportConfig(StepConfig):
@@ -474,63 +466,40 @@ def eval_gate(
     out_dir: Path,
     config: ExportConfig,
 ) -> dict[str, Any]:
-    """Reference NLL (nats/token) of held-out answers on the served quant, fine-tuned vs base.
-
-    The base model is converted and quantized the same way, so both sides are scored as served.
-    """
+    """Promotion gate (components/export/gate.py): candidate vs the registry's champion, or vs the
+    16-bit base converted the same way when there is no champion, both scored as served."""
+    from components.export import gate
     from components.export.modelfile import parse_modelfile
 
-    gate: dict[str, Any] = {"metric": "ref_nll", "margin": config.gate.margin, "level": config.serve_level}
+    head: dict[str, Any] = {"metric": gate.TASK_METRIC[ft_summary["task"]], "level": config.serve_level}
     path = config.gate.examples_path or model_dir / "eval-examples.jsonl"
-    base = Path(str(ft_summary.get("base_model", ""))).expanduser()
     if not path.is_file():
-        return {**gate, "passed": False, "reason": f"no eval examples at {path}"}
-    if not (base / "config.json").is_file():
-        return {**gate, "passed": False, "reason": f"base model dir not found: {base}"}
-    examples = [c for c in read_conversations(path) if c[-1]["role"] == "assistant"][
-        : config.gate.max_examples
-    ]
+        return {**head, "passed": False, "reason": f"no eval examples at {path}"}
+    examples = [c for c in read_conversations(path) if c[-1]["role"] == "assistant"]
     if not examples:
-        return {**gate, "passed": False, "reason": f"no example in {path} ends with an assistant turn"}
-    modelfile = parse_modelfile(modelfile_path.read_text(encoding="utf-8"))
-    base_dir = out_dir / ".base"
-    try:
-        levels = [] if config.serve_level == F16 else [config.serve_level]
-        files = export_gguf(base, base_dir, "base", config.model_copy(update={"quant_levels": levels}))
-        ft_nll = _reference_nll(served, examples, modelfile, config)
-        base_nll = _reference_nll(files[config.serve_level], examples, modelfile, config)
-    finally:
-        shutil.rmtree(base_dir, ignore_errors=True)
-    improvement = base_nll - ft_nll
-    passed = improvement >= config.gate.margin
-    return {
-        **gate,
-        "n": len(examples),
-        "base": base_nll,
-        "finetuned": ft_nll,
-        "improvement": improvement,
-        "passed": passed,
-        "reason": "ok" if passed else f"improvement {improvement:.4f} < margin {config.gate.margin}",
-    }
+        return {**head, "passed": False, "reason": f"no example in {path} ends with an assistant turn"}
+    levels = [] if config.serve_level == F16 else [config.serve_level]
+    base_config = config.model_copy(update={"quant_levels": levels})
 
+    def base_gguf(work: Path) -> Path:
+        base = gate.base_for_gate(ft_summary, work)
+        return export_gguf(base, work / "gguf", "base", base_config)[config.serve_level]
 
-def _reference_nll(
-    gguf: Path, examples: list[list[dict[str, str]]], modelfile: Any, config: ExportConfig
-) -> float:
-    runner = GGUFRunner(gguf, n_ctx=config.n_ctx, threads=config.threads or None)
+    settings = get_settings()
     try:
-        total, count = 0.0, 0
-        end = modelfile.stops[0]
-        for conv in examples:
-            prompt = runner.tokenize(fidelity.ollama_render(modelfile, conv[:-1]))
-            answer = runner.tokenize(conv[-1]["content"] + end, add_bos=False)
-            ids = (prompt + answer)[: config.n_ctx]
-            if len(ids) <= len(prompt):
-                continue
-            nll, n = runner.nll(ids, start=len(prompt))
-            total, count = total + nll, count + n
-    finally:
-        runner.close()
-    if count == 0:
-        raise InputError("eval examples have no answer tokens within n_ctx", field="gate.examples_path")
-    return total / count
+        result = gate.run_gate(
+            ft_summary["task"],
+            examples,
+            served,
+            parse_modelfile(modelfile_path.read_text(encoding="utf-8")),
+            out_dir,
+            config.gate,
+            base_gguf=base_gguf,
+            n_ctx=config.n_ctx,
+            threads=config.threads or None,
+            settings=settings,
+            use_registry=bool(config.publish and settings.mlflow_tracking_uri),
+        )
+    except InputError as exc:  # e.g. the base weights are gone: no verdict, still a candidate
+        return {**head, "passed": False, "reason": str(exc)}
+    return {**head, **result}

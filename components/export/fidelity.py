@@ -262,11 +262,16 @@ def measure_agreement(
 def hf_greedy(
     model_dir: str | Path, prompts: Sequence[Sequence[int]], n_tokens: int, stop_ids: set[int]
 ) -> list[list[int]]:
-    """Greedy continuations from the merged HF model (CPU, float32), cut after the first stop token."""
+    """Greedy continuations from the merged HF model (CPU; float32, bfloat16 above 1.5B parameters),
+    cut after the first stop token."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    from components.export.precision import reference_dtype  # float32 small, bfloat16 for 7B
+
+    model = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), dtype=getattr(torch, reference_dtype(model_dir))
+    )
     model.eval()
     outs: list[list[int]] = []
     with torch.inference_mode():

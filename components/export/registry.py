@@ -6,8 +6,10 @@
 - The MLflow run `export-<task>` records params, per-level metrics, the Modelfile and a manifest
   (`model/manifest.json`: S3 URI, sha256 and size of each file); the model version's source is that
   `model/` artifact dir and its tags carry the served GGUF's URI and sha256.
-- Alias `candidate` always moves to the new version; `champion` only if the eval gate passed on the
-  served quant. `promote` refuses to point `champion` at a version whose gate failed unless forced.
+- Alias `candidate` always moves to the new version; `champion` only if the promotion gate
+  (components/export/gate.py) passed against the champion it compared with, and that champion is
+  still the champion. The gate report (table, plot, per-example outputs) is logged under `gate/`.
+  `promote` refuses to point `champion` at a version whose gate failed unless forced.
 """
 
 from __future__ import annotations
@@ -82,9 +84,12 @@ def _flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
             if key in row:
                 metrics[f"{level}.{key}"] = float(row[key])
     gate = summary.get("eval_gate", {})
-    for key in ("base", "finetuned", "improvement"):
+    for key in ("base", "champion", "finetuned", "improvement", "n"):
         if isinstance(gate.get(key), (int, float)):
             metrics[f"gate.{key}"] = float(gate[key])
+    for metric, row in (gate.get("rows") or {}).items():
+        for key in ("candidate", "reference", "mean", "low", "high"):
+            metrics[f"gate.{metric}.{key}"] = float(row[key])
     metrics["gate.passed"] = float(bool(gate.get("passed")))
     for side, values in (summary.get("finetune_eval") or {}).items():
         if isinstance(values, dict):
@@ -112,7 +117,9 @@ def publish(
         "task": task,
         "serve_level": summary["serve_level"],
         "levels": ",".join(summary["files"]),
-        "margin": config.gate.margin,
+        "gate.margin": config.gate.margin,
+        "gate.nll_margin": config.gate.nll_margin,
+        "gate.min_examples": config.gate.min_examples,
     }
     with step_run(f"export-{task}", params, settings=settings) as tracker:
         run_id = tracker.run_id
@@ -133,11 +140,13 @@ def publish(
             TAG_MODELFILE_URI: manifest["Modelfile"]["uri"],
         }
         tracker.set_tags(tags)
+        _log_gate_report(tracker, out_dir)
         artifact_uri = client.get_run(run_id).info.artifact_uri
         version = register_version(client, name, f"{artifact_uri}/model", run_id, tags)
     aliases = [CANDIDATE]
     client.set_registered_model_alias(name, CANDIDATE, version)
-    if tags[TAG_GATE] == "true":
+    champion_note = _champion_move(client, name, summary.get("eval_gate", {}))
+    if champion_note is None:
         client.set_registered_model_alias(name, CHAMPION, version)
         aliases.append(CHAMPION)
     return {
@@ -146,7 +155,54 @@ def publish(
         "aliases": aliases,
         "run_id": run_id,
         "manifest": manifest,
+        "champion": champion_note or "moved",
     }
+
+
+def _champion_move(client: Any, name: str, gate: dict[str, Any]) -> str | None:
+    """None if `champion` may move to the new version, else why not.
+
+    The gate compared against one champion version (or the base when there was none); if the alias
+    moved meanwhile (another export finished first), that comparison no longer holds.
+    """
+    if not gate.get("passed"):
+        return f"stays: gate failed ({gate.get('reason', 'no gate result')})"
+    compared = gate.get("champion_version")
+    current = _alias_version(client, name, CHAMPION)
+    if current != (str(compared) if compared is not None else None):
+        return f"stays: champion is v{current} now, the gate compared against {compared or 'the base'}"
+    return None
+
+
+def _log_gate_report(tracker: Any, out_dir: Path) -> None:
+    from components.export.gate import REPORT_JSON, REPORT_MD, REPORT_PNG
+
+    for name in (REPORT_MD, REPORT_PNG, REPORT_JSON):
+        if (out_dir / name).is_file():
+            tracker.log_artifact(out_dir / name, "gate")
+
+
+def download_champion(task: str, dest: Path, settings: Settings | None = None) -> dict[str, Any] | None:
+    """The current champion's served GGUF and Modelfile, downloaded and sha256-checked; None if none."""
+    settings = settings or get_settings()
+    client = _client(settings)
+    name = model_name(task)
+    version = _alias_version(client, name, CHAMPION)
+    if version is None:
+        return None
+    mv = client.get_model_version(name, version)
+    store = S3Store.from_settings(settings)
+    gguf_uri, modelfile_uri = mv.tags.get(TAG_GGUF_URI), mv.tags.get(TAG_MODELFILE_URI)
+    if not gguf_uri or not modelfile_uri:
+        raise InputError(f"{name} v{version} (champion) has no {TAG_GGUF_URI}/{TAG_MODELFILE_URI} tag")
+    gguf = store.download_file(gguf_uri, dest / f"champion-v{version}.gguf", verify=True)
+    if mv.tags.get(TAG_GGUF_SHA):
+        from components.common.storage import sha256_file
+
+        if sha256_file(gguf) != mv.tags[TAG_GGUF_SHA]:
+            raise InputError(f"{name} v{version}: downloaded GGUF does not match the registry's sha256")
+    modelfile = store.download_file(modelfile_uri, dest / f"champion-v{version}.Modelfile", verify=True)
+    return {"version": version, "gguf": gguf, "modelfile": modelfile}
 
 
 def register_version(client: Any, name: str, source: str, run_id: str, tags: dict[str, str]) -> str:

@@ -6,11 +6,10 @@ on CPU the base is float32 (TRL needs `use_cpu=True` there, else it asks for bf1
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from components.finetune import training
+from components.finetune import merge, training
 from components.finetune.schema import FinetuneConfig, TrainContext
 
 
@@ -35,6 +34,7 @@ def load(config: FinetuneConfig, device: str) -> tuple[Any, Any]:
     else:
         kwargs["dtype"] = torch.float32
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    merge.remember_sources(model, path, config.merge_base_model)
     return model, tokenizer
 
 
@@ -83,26 +83,17 @@ def for_inference(model: Any) -> Any:
 
 
 def save_merged(model: Any, tokenizer: Any, out: Path, eos_tokens: list[str]) -> None:
-    """Fold the adapter into the base weights; save in the base's dtype with tokenizer + chat template."""
-    import torch
+    """Adapter folded into 16-bit base weights (components/finetune/merge.py: never into a 4-bit
+    model); saved with tokenizer + chat template and `merge-info.json` saying which weights."""
 
-    base_dtype = getattr(torch, _stored_dtype(model.get_base_model().name_or_path))
-    merged = model.merge_and_unload()
-    if merged.dtype == torch.float32 and base_dtype != torch.float32:
-        merged = merged.to(base_dtype)
-    _set_stops(merged, tokenizer, eos_tokens)
-    merged.save_pretrained(str(out), safe_serialization=True)
-    tokenizer.save_pretrained(str(out))
+    def in_memory(plan: merge.MergePlan, eos_ids: list[int]) -> None:
+        import torch
 
+        merged = model.merge_and_unload()
+        if merged.dtype != getattr(torch, plan.dtype):  # CPU trains in float32; keep the stored dtype
+            merged = merged.to(getattr(torch, plan.dtype))
+        merge.set_stops(merged, eos_ids)
+        merged.save_pretrained(str(out), safe_serialization=True)
+        tokenizer.save_pretrained(str(out))
 
-def _stored_dtype(base_dir: str) -> str:
-    # The base is trained in float32 on CPU; merged/ keeps the dtype the base was stored in.
-    cfg = json.loads((Path(base_dir) / "config.json").read_text(encoding="utf-8"))
-    dtype = cfg.get("dtype") or cfg.get("torch_dtype") or "float16"
-    return dtype if dtype in ("float16", "bfloat16", "float32") else "float16"
-
-
-def _set_stops(model: Any, tokenizer: Any, eos_tokens: list[str]) -> None:
-    # generation_config lists every end token, so HF generate and the GGUF converter stop on all of them.
-    ids = tokenizer.convert_tokens_to_ids(eos_tokens)
-    model.generation_config.eos_token_id = ids if len(ids) > 1 else ids[0]
+    merge.save_merged_16bit(model, tokenizer, out, eos_tokens, in_memory)

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from components.finetune import merge
 from components.finetune.schema import ALL_PROJECTIONS, FinetuneConfig, TrainContext
 
 
@@ -32,6 +33,7 @@ def load(config: FinetuneConfig, device: str) -> tuple[Any, Any]:
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    merge.remember_sources(model, Path(config.base_model).expanduser(), config.merge_base_model)
     return model, tokenizer
 
 
@@ -80,7 +82,13 @@ def for_inference(model: Any) -> Any:
 
 
 def save_merged(model: Any, tokenizer: Any, out: Path, eos_tokens: list[str]) -> None:
-    """16-bit merged weights (4-bit base dequantized + LoRA), tokenizer and chat template, for GGUF export."""
-    ids = tokenizer.convert_tokens_to_ids(eos_tokens)
-    model.generation_config.eos_token_id = ids if len(ids) > 1 else ids[0]
-    model.save_pretrained_merged(str(out), tokenizer, save_method="merged_16bit")
+    """16-bit merged weights for GGUF export, never folded into the 4-bit model: the adapter goes
+    onto the original weights (`merge_base_model`), or the bnb checkpoint dequantized on CPU, or the
+    16-bit base reloaded (components/finetune/merge.py). Unsloth's own merge only when training ran
+    on unquantized weights."""
+
+    def in_memory(plan: merge.MergePlan, eos_ids: list[int]) -> None:
+        model.generation_config.eos_token_id = eos_ids if len(eos_ids) > 1 else eos_ids[0]
+        model.save_pretrained_merged(str(out), tokenizer, save_method="merged_16bit")
+
+    merge.save_merged_16bit(model, tokenizer, out, eos_tokens, in_memory)

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from components.common import chat_families
 from components.common.atomic import atomic_dir, atomic_open, write_json
+from components.common.base_weights import BaseWeights, localize
 from components.common.errors import InputError
 from components.common.tracking import NullTracker, Tracker, step_run
 from components.finetune import evaluate
@@ -413,15 +414,6 @@ class Trained:
     seconds: float
 
 
-def base_dir(config: FinetuneConfig) -> Path:
-    base = Path(config.base_model).expanduser()
-    if not (base / "config.json").is_file():
-        raise InputError(
-            "base model directory not found or has no config.json", path=base, field="base_model"
-        )
-    return base
-
-
 def read_and_split(
     config: FinetuneConfig, train_path: str | Path, eval_path: str | Path | None
 ) -> tuple[list[Example], list[Example], DataReport, list[dict[str, Any]]]:
@@ -525,7 +517,7 @@ def evaluate_and_report(
 
 def summarize(
     config: FinetuneConfig,
-    base: Path,
+    base_weights: BaseWeights,
     chat: ChatSetup,
     trained: Trained,
     data: Prepared,
@@ -536,7 +528,8 @@ def summarize(
     """finetune-summary.json: what export reads (task, base, template, family, date, end tokens)."""
     return {
         "task": config.task,
-        "base_model": str(base),
+        "base_model": base_weights.spec,  # as configured: export resolves it again in its own pod
+        "base_weights": base_weights.as_dict(),
         "chat_template": chat.template,
         "chat_family": chat.family,
         "date_string": chat.date_string,
@@ -573,7 +566,8 @@ def run_finetune(
     """Train, evaluate and write the fine-tune directory (see module docstring)."""
     tracker = tracker or NullTracker()
     output_dir = Path(output_dir)
-    base = base_dir(config)
+    # Local dir, HF repo id[@rev] or s3:// prefix -> a local dir; source, revision, hashes to MLflow.
+    config, base_weights = localize(config, tracker)
     device = resolve_device(config)
     threads = set_cpu_threads(config) if device == "cpu" else None
     backend_name = resolve_backend(config, device)
@@ -595,7 +589,7 @@ def run_finetune(
     with atomic_dir(output_dir / "merged") as tmp:
         backend.save_merged(trained.model, tokenizer, tmp, chat.eos_tokens)
 
-    summary = summarize(config, base, chat, trained, data, backend_name, device, threads)
+    summary = summarize(config, base_weights, chat, trained, data, backend_name, device, threads)
     write_json(output_dir / SUMMARY_FILE, summary)
     return FinetuneResult(output_dir=output_dir, summary=summary, eval=eval_result)
 

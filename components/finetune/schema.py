@@ -54,7 +54,12 @@ class EvalSettings(StepConfig):
 
 class FinetuneConfig(StepConfig):
     task: Task
-    base_model: str = Field(description="local directory of the base model (HF safetensors)")
+    base_model: str = Field(
+        description="local dir, HF repo id[@revision] or s3:// prefix (common/base_weights)"
+    )
+    merge_base_model: str | None = Field(
+        default=None, description="16-bit original of a bnb-4bit base_model: merge and eval gate use it"
+    )
     chat_template: str = Field(
         default="auto", description="'auto' (tokenizer's own), 'chatml', a .jinja path or inline"
     )

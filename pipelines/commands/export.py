@@ -25,7 +25,9 @@ def export(
         list[str] | None, typer.Option("--quant", help="quant level (repeatable; overrides config)")
     ] = None,
     serve_level: Annotated[str | None, typer.Option(help="level the Modelfile and eval gate use")] = None,
-    margin: Annotated[float | None, typer.Option(help="eval gate margin (reference NLL, nats/token)")] = None,
+    margin: Annotated[
+        float | None, typer.Option(help="promotion gate margin on the task metric (ROUGE-L / token F1)")
+    ] = None,
     publish: Annotated[
         bool | None, typer.Option(help="upload to S3 and register in MLflow if configured")
     ] = None,
@@ -83,9 +85,12 @@ def promote(
 
 
 def models(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
-    """List registered prodtune models: versions, aliases, gate result and GGUF URI."""
+    """List registered prodtune models (versions, aliases, gate, GGUF URI); `models stage` copies base weights."""
+    if ctx.invoked_subcommand is not None:
+        return
     from components.export.registry import list_models
 
     rows = list_models()
@@ -109,7 +114,34 @@ def models(
     Console().print(table)
 
 
+def stage(
+    base: Annotated[str, typer.Option("--base", help="local model dir or HF repo id[@revision]")],
+    to: Annotated[str, typer.Option("--to", help="s3://bucket/prefix/ to copy the weights to")],
+) -> None:
+    """Copy base weights into S3 with a sha256 manifest, for clusters without internet.
+
+    Then set `base_model: s3://bucket/prefix/` in the fine-tune config: the pod mirrors it once.
+    """
+    from components.common.base_weights import stage as do_stage
+
+    result = do_stage(base, to)
+    typer.echo(
+        json.dumps(
+            {
+                "uri": result["uri"],
+                "source": result["source"],
+                "revision": result["revision"],
+                "files": len(result["files"]),
+                "bytes": sum(f["size"] for f in result["files"].values()),
+            }
+        )
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command("export")(export)
     app.command("promote")(promote)
-    app.command("models")(models)
+    group = typer.Typer(invoke_without_command=True, no_args_is_help=False)
+    group.callback()(models)
+    group.command("stage")(stage)
+    app.add_typer(group, name="models")

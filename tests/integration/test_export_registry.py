@@ -1,9 +1,9 @@
 """End to end: both tasks exported from SmolLM2-135M, uploaded to SeaweedFS, registered in MLflow.
 
 Starts the embedded stack (SeaweedFS + MLflow) and runs two real exports (~4-6 min on 2 cores).
-The stand-in "fine-tune" is the base model itself, so the eval gate's improvement is exactly 0:
-the describer export uses margin 0 (gate passes: candidate + champion), the QA export margin 0.5
-(gate fails: candidate only), which exercises both alias paths.
+The stand-in "fine-tune" is the base model itself, so every paired difference in the promotion gate
+is exactly 0 and neither export may become champion, even at margin 0 (candidate only). The champion
+paths (worse than the champion: stays; better: it moves) are in test_promotion_gate.py.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ def helpers():
 
 
 def _export(helpers, root: Path, task: str, margin: float) -> dict:
-    from components.export.core import FidelityConfig, GateConfig, run_export
+    from components.export.core import FidelityConfig, run_export
     from components.export.fidelity import default_golden
+    from components.export.gate import GateConfig
 
     pytest.importorskip("llama_cpp")
     model_dir = helpers.make_model_dir(root, task, helpers.smollm2_hf_dir())
@@ -44,7 +45,7 @@ def _export(helpers, root: Path, task: str, margin: float) -> dict:
     cfg = helpers.test_config(
         helpers.TEST_CACHE / "llama.cpp-0.3.36",
         publish=True,
-        gate=GateConfig(margin=margin),
+        gate=GateConfig(margin=margin, min_examples=1, max_new_tokens=16, bootstrap_samples=200),
         fidelity=FidelityConfig(n_tokens=8, golden_path=golden),
     )
     return run_export(model_dir, root / f"out-{task}", cfg)
@@ -60,14 +61,15 @@ def test_export_registers_both_models_with_verified_s3_files(helpers, stack_env,
     describer = _export(helpers, tmp_path, "describer", margin=0.0)
     qa = _export(helpers, tmp_path, "qa", margin=0.5)
 
-    assert describer["registry"]["aliases"] == ["candidate", "champion"]
+    assert describer["eval_gate"]["passed"] is False and describer["eval_gate"]["against"] == "base"
+    assert describer["registry"]["aliases"] == ["candidate"]
     assert qa["eval_gate"]["passed"] is False
     assert qa["registry"]["aliases"] == ["candidate"]
 
     rows = {(r["model"], r["version"]): r for r in registry.list_models()}
     d_row = rows[("prodtune-describer", describer["registry"]["version"])]
     q_row = rows[("prodtune-qa", qa["registry"]["version"])]
-    assert d_row["aliases"] == ["candidate", "champion"] and d_row["gate_passed"] == "true"
+    assert d_row["aliases"] == ["candidate"] and d_row["gate_passed"] == "false"
     assert q_row["aliases"] == ["candidate"] and q_row["gate_passed"] == "false"
 
     # Every uploaded file verifies; the served GGUF downloads and hashes to the registry's sha256.

@@ -52,6 +52,38 @@ def test_expand_env(monkeypatch):
     assert err.value.field == "PT_B"
 
 
+def test_expand_env_follows_the_shell_for_empty_variables(monkeypatch):
+    monkeypatch.setenv("PT_EMPTY", "")
+    monkeypatch.delenv("PT_UNSET", raising=False)
+    # ${V:-d}: default when unset OR empty; ${V-d}: default only when unset; ${V}: "" when empty.
+    assert expand_env("${PT_EMPTY:-/d}") == "/d"
+    assert expand_env("${PT_EMPTY-/d}") == ""
+    assert expand_env("${PT_UNSET-/d}") == "/d"
+    assert expand_env("${PT_EMPTY}") == ""
+    assert expand_env("a${PT_UNSET:-~}b").startswith("a/")  # ~ in a default is this process's home
+    assert expand_env("${PT_UNSET}", missing="keep") == "${PT_UNSET}"
+    assert expand_env("${PT_EMPTY:-x}", {"PT_EMPTY": "set"}) == "set"
+
+
+def test_configs_expand_where_they_are_validated(monkeypatch, tmp_path):
+    from components.common.config import runtime_config_json
+
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("n: 2\npath: ${PT_WHERE:-/default}/m\n")
+    monkeypatch.setenv("PT_WHERE", "/compile-machine")
+    raw = runtime_config_json(Demo, cfg)
+    assert "compile-machine" not in raw and "${PT_WHERE:-/default}" in raw
+    monkeypatch.setenv("PT_WHERE", "/pod")
+    assert Demo.model_validate_json(raw).path == "/pod/m"
+    assert load_config(Demo, cfg).path == "/pod/m"
+    cfg.write_text("path: ${PT_NEVER_SET}\n")
+    monkeypatch.delenv("PT_NEVER_SET", raising=False)
+    assert "${PT_NEVER_SET}" in runtime_config_json(Demo, cfg)  # left for the pod
+    with pytest.raises(InputError) as err:
+        load_config(Demo, cfg)
+    assert err.value.field == "PT_NEVER_SET" and str(cfg) in str(err.value)
+
+
 def test_atomic_open_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.txt"
     with pytest.raises(RuntimeError), atomic_open(target) as fh:

@@ -154,4 +154,49 @@ def test_cli_export_surfaces_input_errors(tmp_path: Path) -> None:
     # pipelines.cli.main turns InputError into one line + exit 2; here it propagates unchanged.
     assert isinstance(result.exception, InputError)
     assert "merged" in str(result.exception)
-    assert sorted(c.name for c in app.registered_commands) == ["export", "models", "promote"]
+    assert sorted(c.name for c in app.registered_commands) == ["export", "promote"]
+    assert [g.name for g in app.registered_groups] == ["models"]  # `models` lists, `models stage` stages
+
+
+def test_champion_moves_only_if_the_gate_passed_against_the_current_champion() -> None:
+    from mlflow.exceptions import MlflowException
+
+    from components.export.registry import _champion_move
+
+    class Client:  # the two calls _champion_move makes, on a fixed alias table
+        def __init__(self, champion: str | None) -> None:
+            self.champion = champion
+
+        def get_model_version_by_alias(self, name: str, alias: str):
+            if self.champion is None:
+                raise MlflowException("no alias")
+            return type("MV", (), {"version": self.champion})()
+
+    passed_vs_base = {"passed": True}
+    passed_vs_v2 = {"passed": True, "champion_version": "2"}
+    assert _champion_move(Client(None), "m", passed_vs_base) is None
+    assert _champion_move(Client("2"), "m", passed_vs_v2) is None
+    assert "gate failed" in _champion_move(Client("2"), "m", {"passed": False, "reason": "x"})
+    # Another export moved champion to v3 while this gate compared against v2 (or the base).
+    assert "champion is v3 now" in _champion_move(Client("3"), "m", passed_vs_v2)
+    assert "champion is v3 now" in _champion_move(Client("3"), "m", passed_vs_base)
+
+
+def test_gate_without_base_weights_fails_with_the_reason_but_does_not_crash(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from components.export.core import eval_gate
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    model_dir = tmp_path / "ft"
+    model_dir.mkdir()
+    convo = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    (model_dir / "eval-examples.jsonl").write_text(json.dumps({"messages": convo}) + "\n")
+    (tmp_path / "Modelfile").write_text("FROM ./x.gguf\n")
+    summary = {"task": "qa", "base_model": str(tmp_path / "gone")}
+    gate = eval_gate(
+        model_dir, summary, tmp_path / "x.gguf", tmp_path / "Modelfile", tmp_path, ExportConfig()
+    )
+    assert (
+        gate["passed"] is False and str(tmp_path / "gone") in gate["reason"] and gate["metric"] == "token_f1"
+    )

@@ -100,6 +100,7 @@ def make_model_dir(root: Path, task: str, hf_dir: Path) -> Path:
 
 def test_config(tools_dir: Path, **overrides):
     from components.export.core import ExportConfig, FidelityConfig
+    from components.export.gate import GateConfig
 
     base = {
         "sdist_path": sdist_path(),
@@ -108,6 +109,8 @@ def test_config(tools_dir: Path, **overrides):
         "n_ctx": 512,
         "speed_tokens": 16,
         "fidelity": FidelityConfig(n_tokens=16),
+        # one held-out example in these fixtures; the decision logic is tested in test_export_gate.py
+        "gate": GateConfig(min_examples=1, max_new_tokens=16, bootstrap_samples=200),
         "publish": False,
     }
     return ExportConfig(**{**base, **overrides})
@@ -157,13 +160,17 @@ def test_modelfile_points_at_served_level_with_all_stops(exported) -> None:
     assert mf.parameters == {"temperature": 0.7, "num_ctx": 2048}
 
 
-def test_eval_gate_scores_both_models_on_the_served_quant(exported) -> None:
-    _, summary = exported
+def test_eval_gate_never_promotes_a_copy_of_the_base(exported) -> None:
+    out, summary = exported
     gate = summary["eval_gate"]
-    # The stand-in "fine-tune" is the base itself: identical scores, so margin 0 passes exactly.
-    assert gate["n"] == 1 and gate["level"] == "Q4_K_M"
+    # The stand-in "fine-tune" is the base itself, scored the same way on the served quant: every
+    # paired difference is 0, so the lower bound cannot clear even margin 0 (it used to "pass").
+    assert gate["n"] == 1 and gate["level"] == "Q4_K_M" and gate["against"] == "base"
     assert gate["finetuned"] == pytest.approx(gate["base"], abs=1e-9)
-    assert gate["passed"] is True
+    for row in gate["rows"].values():
+        assert row["mean"] == pytest.approx(0.0, abs=1e-9) and row["low"] == pytest.approx(0.0, abs=1e-9)
+    assert gate["passed"] is False and "does not clear the margin" in gate["reason"]
+    assert (out / "gate-report.md").is_file() and (out / "gate.png").is_file()
 
 
 def test_quantized_gguf_loads_and_generates(exported) -> None:

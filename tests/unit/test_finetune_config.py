@@ -25,11 +25,22 @@ def test_recipes_validate_and_show_their_command(name: str, monkeypatch: pytest.
 
 
 def test_production_recipes_use_4bit_gpu_bases(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PRODTUNE_MODELS_DIR", "/mnt/models")
+    for name in ("DESCRIBER", "QA"):
+        monkeypatch.delenv(f"PRODTUNE_{name}_BASE", raising=False)
+        monkeypatch.delenv(f"PRODTUNE_{name}_MERGE_BASE", raising=False)
     d = load_config(FinetuneConfig, CONFIG_DIR / "describer.yaml")
     q = load_config(FinetuneConfig, CONFIG_DIR / "qa.yaml")
-    assert d.base_model == "/mnt/models/Qwen2.5-7B-Instruct-bnb-4bit"
-    assert q.base_model == "/mnt/models/Llama-3.2-3B-Instruct-bnb-4bit"
+    # HF repo ids, downloaded in the pod (components/common/base_weights.py); merged onto 16-bit.
+    assert d.base_model == "unsloth/Qwen2.5-7B-Instruct-bnb-4bit"
+    assert q.base_model == "unsloth/Llama-3.2-3B-Instruct-bnb-4bit"
+    assert (d.merge_base_model, q.merge_base_model) == (
+        "Qwen/Qwen2.5-7B-Instruct",
+        "meta-llama/Llama-3.2-3B-Instruct",
+    )
+    monkeypatch.setenv("PRODTUNE_QA_BASE", "s3://weights/llama-3.2-3b-bnb/")
+    monkeypatch.setenv("PRODTUNE_QA_MERGE_BASE", "")  # set but empty: dequantize the bnb base instead
+    q = load_config(FinetuneConfig, CONFIG_DIR / "qa.yaml")
+    assert q.base_model == "s3://weights/llama-3.2-3b-bnb/" and not q.merge_base_model
     for cfg in (d, q):
         assert cfg.quantization.load_in_4bit and cfg.per_device_batch_size * cfg.grad_accum == 8
 
