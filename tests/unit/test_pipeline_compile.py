@@ -290,3 +290,19 @@ def test_finetune_checkpoints_go_to_s3_per_pipeline_run(tmp_path: Path) -> None:
         inputs = task_spec(spec, name)["inputs"]["parameters"]
         assert inputs["checkpoint_uri"]["componentInputParameter"] == "checkpoint_root"
         assert inputs["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+
+
+def test_compile_cli_takes_platform_and_pipeline_root(tmp_path: Path) -> None:
+    from pipelines.cli import main
+
+    data = yaml.safe_load((CONFIG_DIR / "kubernetes.yaml").read_text())
+    data["steps"]["prep"]["retries"] = 5
+    platform = tmp_path / "k.yaml"
+    platform.write_text(yaml.safe_dump(data))
+    out = tmp_path / "p.yaml"
+    with pytest.raises(SystemExit) as done:
+        main(["compile", "--output", str(out), "--platform", str(platform), "--pipeline-root", "s3://b/root"])
+    assert done.value.code in (0, None)
+    spec = next(yaml.safe_load_all(out.read_text()))
+    assert spec["defaultPipelineRoot"] == "s3://b/root"
+    assert task_spec(spec, "prep")["retryPolicy"]["maxRetryCount"] == 5
