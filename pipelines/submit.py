@@ -280,17 +280,15 @@ def _run(api: KfpApi, req: SubmitRequest, pipeline_id: str, version_id: str, exp
 
 
 def _message(resp: Any) -> str:
+    """The server's reason in one short line: KFP's JSON `error_message`, else the first text line."""
     try:
         body = resp.json()
     except ValueError:
-        return (
-            (resp.text or resp.reason_phrase).strip().splitlines()[0][:200]
-            if resp.text
-            else resp.reason_phrase
-        )
+        lines = resp.text.strip().splitlines()
+        return (lines[0] if lines else resp.reason_phrase)[:200]
     if isinstance(body, dict):
-        return str(body.get("error_message") or body.get("message") or body)[:200]
-    return str(body)[:200]
+        body = body.get("error_message") or body.get("message") or body
+    return str(body).replace("\n", " ")[:200]
 
 
 def _reason(exc: Exception) -> str:

@@ -183,3 +183,30 @@ def test_server_side_rejection_of_run_parameters_is_one_line(package, capsys, tm
     other.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     with FakeKfpServer() as kfp:
         one_line_failure(submit_args(kfp.url, other), capsys, kfp.url, "HTTP 400", "input_uri")
+
+
+def test_an_html_error_page_from_a_proxy_is_still_one_line(package, capsys):
+    # What an auth proxy (oauth2-proxy, Istio) in front of KFP answers: HTML, several lines.
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Proxy(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            body = b"<html>\n<head><title>403 Forbidden</title></head>\n<body>denied</body>\n</html>\n"
+            self.send_response(403)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host = f"http://127.0.0.1:{server.server_address[1]}"
+        one_line_failure(submit_args(host, package), capsys, host, "HTTP 403", "<html>")
+    finally:
+        server.shutdown()
+        server.server_close()
