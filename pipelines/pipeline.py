@@ -1,14 +1,14 @@
 """The prodtune KFP v2 pipeline: the same components run on Kubernetes and in `kfp.local`.
 
 Step configs are passed as JSON strings (validated again inside each component), so a submitted run
-records exactly the config it ran with. Kubernetes-only settings (GPU node selector, resources,
-secrets) are applied by `kubernetes_settings()` at compile time: the local runner has no resources,
-accelerators or secrets, and keeping the pipeline's logic in the components means it does not need them.
+records exactly the config it ran with. Kubernetes-only settings (GPU node affinity, resources,
+Secrets, retries, timeouts, security context; `pipelines/configs/kubernetes.yaml`) are applied by
+`apply_platform()` at compile time: the local runner has none of them, and keeping the pipeline's
+logic in the components means it does not need them.
 
 No `from __future__ import annotations` here: KFP reads the pipeline's annotations as real types.
 """
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,6 +26,18 @@ from components.sampling.component import sampling
 from components.sampling.core import SamplingConfig
 from components.synthesis.component import synthesis
 from components.synthesis.core import SynthesisConfig
+from pipelines.platform import (
+    BASE_WEIGHT_TASKS,
+    CONFIG_MAP_KEYS,
+    GPU_TASKS,
+    MLFLOW_CLIENT_LABEL,
+    RUN_ID_FIELD,
+    S3_SECRET_KEYS,
+    TEACHER_SECRET_KEYS,
+    PlatformSettings,
+    StepResources,
+    load_platform,
+)
 
 PIPELINE_NAME = "prodtune"
 BASE_CACHE_MOUNT = "/var/cache/prodtune/base-models"
@@ -40,23 +52,6 @@ STEP_CONFIGS = {
     "qa": FinetuneConfig,
     "export": ExportConfig,
 }
-
-
-@dataclass
-class PlatformSettings:
-    """Cluster-only knobs; ignored by the local runner."""
-
-    gpu_node_selector: dict[str, str] = field(default_factory=lambda: {"nvidia.com/gpu.memory-class": "16gb"})
-    gpu_memory_request: str = "16G"
-    cpu_memory_request: str = "4G"
-    s3_secret: str = "prodtune-s3"
-    teacher_secret: str = "prodtune-teacher"
-    # HF_TOKEN for a base_model given as an HF repo id (optional: local and s3:// bases need none).
-    hf_secret: str = "prodtune-hf"
-    # PVC mounted at BASE_CACHE_MOUNT as $PRODTUNE_BASE_CACHE, so base weights are downloaded once.
-    base_cache_pvc: str | None = None
-    # Non-secret settings (manifests/kustomization.yaml generates it).
-    config_map: str = "prodtune-config"
 
 
 def config_path(step: str, profile: str | None = None) -> Path:
@@ -85,10 +80,18 @@ class PipelineOutputs(NamedTuple):
     qa: Model
 
 
-def build_pipeline(platform: PlatformSettings | None = None):
-    """The pipeline graph; with `platform`, tasks get Kubernetes resources, GPUs and secrets."""
+def build_pipeline(platform: PlatformSettings | None = None, pipeline_root: str | None = None):
+    """The pipeline graph; with `platform`, tasks get Kubernetes resources, GPUs, Secrets, retries.
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="Product catalogue to fine-tuned, served LLMs.")
+    `pipeline_root` (s3://bucket/prefix, minio://...) is where KFP stores artifacts; None keeps
+    the cluster's default (the `kfp-launcher` ConfigMap, else KFP's MinIO).
+    """
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Product catalogue to fine-tuned, served LLMs.",
+        pipeline_root=pipeline_root or None,
+    )
     def prodtune_pipeline(
         input_uri: str,
         prep_config: str,
@@ -104,8 +107,8 @@ def build_pipeline(platform: PlatformSettings | None = None):
         sample_task.set_display_name("sampling")
         synth_task = synthesis(sample=sample_task.outputs["sample"], config_json=synthesis_config)
         synth_task.set_display_name("synthesis")
+        tasks = {"prep": prep_task, "sampling": sample_task, "synthesis": synth_task}
         exported = {}
-        gpu_tasks, export_tasks = [], []
         for task_name, cfg in (("describer", describer_config), ("qa", qa_config)):
             ft = finetune(
                 dataset=synth_task.outputs["dataset"],
@@ -117,65 +120,88 @@ def build_pipeline(platform: PlatformSettings | None = None):
             ex = export(model=ft.outputs["model"], config_json=export_config)
             ex.set_display_name(f"export-{task_name}")
             exported[task_name] = ex.outputs["exported"]
-            gpu_tasks.append(ft)
-            export_tasks.append(ex)
+            tasks[f"finetune-{task_name}"], tasks[f"export-{task_name}"] = ft, ex
         if platform is not None:
-            for task in (prep_task, sample_task, synth_task, *export_tasks):
-                _cpu_task(task, platform)
-            _teacher_secret(synth_task, platform)
-            for task in gpu_tasks:
-                _gpu_task(task, platform)
-            for task in (*gpu_tasks, *export_tasks):  # fine-tune loads the base; the export gate too
-                _base_weights_access(task, platform)
+            for name, task in tasks.items():
+                apply_platform(task, name, platform)
         return PipelineOutputs(describer=exported["describer"], qa=exported["qa"])
 
     return prodtune_pipeline
 
 
-def _teacher_secret(task: dsl.PipelineTask, platform: PlatformSettings) -> None:
+def apply_platform(task: dsl.PipelineTask, name: str, platform: PlatformSettings) -> None:
+    """Everything Kubernetes-specific about one task, keyed by its display name."""
     from kfp import kubernetes
 
-    # The teacher's endpoint and key reach synthesis from a Secret, never from parameters.
-    kubernetes.use_secret_as_env(
-        task,
-        secret_name=platform.teacher_secret,
-        secret_key_to_env={"OPENAI_API_KEY": "OPENAI_API_KEY", "OPENAI_BASE_URL": "OPENAI_BASE_URL"},
+    res = platform.steps[name]
+    _resources(task, res, platform)
+    task.set_retry(
+        num_retries=res.retries,
+        backoff_duration=platform.retry_backoff,
+        backoff_factor=platform.retry_backoff_factor,
+        backoff_max_duration=platform.retry_backoff_max,
     )
-
-
-def _cpu_task(task: dsl.PipelineTask, platform: PlatformSettings) -> None:
-    from kfp import kubernetes
-
-    task.set_memory_request(platform.cpu_memory_request)
-    # S3 credentials reach the pod from a Kubernetes Secret, never from pipeline parameters.
+    task.set_caching_options(enable_caching=res.caching)
+    kubernetes.set_timeout(task, res.timeout_seconds)
+    kubernetes.set_security_context(
+        task, run_as_user=platform.run_as_user, run_as_group=platform.run_as_group, run_as_non_root=True
+    )
+    # Secrets by name only; the kubelet resolves them. The S3 keys are optional (IRSA).
     kubernetes.use_secret_as_env(
         task,
         secret_name=platform.s3_secret,
-        secret_key_to_env={
-            "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
-            "PRODTUNE_S3_ENDPOINT_URL": "PRODTUNE_S3_ENDPOINT_URL",
-        },
+        secret_key_to_env={k: k for k in S3_SECRET_KEYS},
+        optional=platform.s3_secret_optional,
     )
     kubernetes.use_config_map_as_env(
-        task,
-        config_map_name=platform.config_map,
-        config_map_key_to_env={
-            "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI",
-            "PRODTUNE_S3_BUCKET": "PRODTUNE_S3_BUCKET",
-        },
+        task, config_map_name=platform.config_map, config_map_key_to_env={k: k for k in CONFIG_MAP_KEYS}
     )
+    if name == "synthesis":
+        kubernetes.use_secret_as_env(
+            task, secret_name=platform.teacher_secret, secret_key_to_env={k: k for k in TEACHER_SECRET_KEYS}
+        )
+    # The KFP run id, as MLflow tag prodtune.pipeline_run on every step's run (tracking.step_run).
+    kubernetes.use_field_path_as_env(task, env_name="PRODTUNE_PIPELINE_RUN", field_path=RUN_ID_FIELD)
+    kubernetes.add_pod_label(task, label_key=MLFLOW_CLIENT_LABEL[0], label_value=MLFLOW_CLIENT_LABEL[1])
+    if name in GPU_TASKS:
+        _gpu(task, platform)
+    if name in BASE_WEIGHT_TASKS:  # fine-tune loads the base; the export gate scores it too
+        _base_weights_access(task, platform)
 
 
-def _gpu_task(task: dsl.PipelineTask, platform: PlatformSettings) -> None:
+def _resources(task: dsl.PipelineTask, res: StepResources, platform: PlatformSettings) -> None:
     from kfp import kubernetes
 
-    _cpu_task(task, platform)
-    task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
-    task.set_memory_request(platform.gpu_memory_request)
-    for key, value in platform.gpu_node_selector.items():
-        kubernetes.add_node_selector(task, label_key=key, label_value=value)
-    kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+    task.set_cpu_request(res.cpu_request).set_cpu_limit(res.cpu_limit)
+    task.set_memory_request(res.host_memory_request).set_memory_limit(res.host_memory_limit)
+    kubernetes.add_ephemeral_volume(
+        task,
+        volume_name="scratch",
+        mount_path=platform.scratch_mount,
+        access_modes=["ReadWriteOnce"],
+        size=res.scratch_disk,
+        storage_class_name=platform.scratch_storage_class,
+    )
+    # Large temporary files (downloads, merges, GGUF conversion) land on the scratch volume.
+    task.set_env_variable("TMPDIR", platform.scratch_mount)
+    task.set_env_variable("HF_HOME", f"{platform.scratch_mount}/hf")
+
+
+def _gpu(task: dsl.PipelineTask, platform: PlatformSettings) -> None:
+    from kfp import kubernetes
+
+    gpu = platform.gpu
+    task.set_accelerator_type(gpu.resource).set_accelerator_limit(gpu.count)
+    # One node selector term (its expressions are ANDed; separate add_node_affinity calls would
+    # become separate terms, which Kubernetes ORs).
+    kubernetes.add_node_affinity(
+        task,
+        match_expressions=[
+            {"key": gpu.memory_label, "operator": "Gt", "values": [str(gpu.memory_mib_greater_than)]},
+            {"key": gpu.present_label, "operator": "In", "values": ["true"]},
+        ],
+    )
+    kubernetes.add_toleration(task, key=gpu.taint_key, operator="Exists", effect="NoSchedule")
 
 
 def _base_weights_access(task: dsl.PipelineTask, platform: PlatformSettings) -> None:
@@ -188,3 +214,6 @@ def _base_weights_access(task: dsl.PipelineTask, platform: PlatformSettings) -> 
     if platform.base_cache_pvc:
         kubernetes.mount_pvc(task, pvc_name=platform.base_cache_pvc, mount_path=BASE_CACHE_MOUNT)
         task.set_env_variable("PRODTUNE_BASE_CACHE", BASE_CACHE_MOUNT)
+
+
+__all__ = ["PlatformSettings", "build_pipeline", "load_platform", "load_step_configs"]

@@ -82,7 +82,8 @@ class S3Store:
     def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> S3Store:
         """Endpoint, bucket and keys from the environment (`PRODTUNE_S3_*`, `AWS_*`).
 
-        Without keys boto3's own chain applies (instance profile, IRSA on EKS).
+        Without keys boto3's own chain applies (instance profile, IRSA on EKS); without an
+        endpoint, AWS S3's endpoint for the region.
         """
         settings = settings or get_settings()
         kwargs: dict[str, Any] = {
@@ -103,15 +104,18 @@ class S3Store:
             import boto3
             from botocore.config import Config
 
+            # "" (an empty ConfigMap value) is AWS's default endpoint, as None is: boto3 itself
+            # would reject "" as an invalid endpoint URL.
+            endpoint = self.endpoint_url or None
             self._client = boto3.session.Session().client(
                 "s3",
-                endpoint_url=self.endpoint_url,
+                endpoint_url=endpoint,
                 region_name=self.region,
                 aws_access_key_id=_reveal(self.access_key_id),
                 aws_secret_access_key=_reveal(self.secret_access_key),
                 config=Config(
                     # Path style: S3-compatible servers (SeaweedFS, MinIO) rarely have wildcard DNS.
-                    s3={"addressing_style": "path"} if self.endpoint_url else {},
+                    s3={"addressing_style": "path"} if endpoint else {},
                     retries={"max_attempts": 5, "mode": "standard"},
                     connect_timeout=10,
                     read_timeout=120,
@@ -290,11 +294,35 @@ class S3Store:
 
 
 def _reveal(secret: SecretStr | None) -> str | None:
-    return secret.get_secret_value() if secret is not None else None
+    # Empty keys mean "no keys": boto3 then uses its chain (IRSA) instead of signing with "".
+    value = secret.get_secret_value() if secret is not None else None
+    return value or None
 
 
 def _status(exc: Any) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m components.common.storage fetch URI DEST_DIR`: download (sha256-verified) for
+    containers that need an S3 object as a local file, e.g. the chart's catalogue-indexing Job.
+    Prints the local path; bad input or a failed download is one line on stderr, exit 2."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m components.common.storage")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fetch = sub.add_parser("fetch", help="download an s3:// object or prefix into DEST_DIR")
+    fetch.add_argument("uri")
+    fetch.add_argument("dest_dir", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        local = S3Store.from_settings().fetch_to_local(args.uri, args.dest_dir)
+    except (InputError, StorageError) as exc:
+        print(f"storage: error: {exc}", file=sys.stderr)
+        return 2
+    print(local)
+    return 0
 
 
 __all__ = [
@@ -305,3 +333,7 @@ __all__ = [
     "sha256_file",
     "split_uri",
 ]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

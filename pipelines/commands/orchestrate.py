@@ -166,40 +166,92 @@ def compile_(
     profile: Annotated[
         str, typer.Option(help="config profile baked in as parameter defaults")
     ] = "production",
+    platform: Annotated[
+        Path | None, typer.Option(help="Kubernetes settings YAML (default pipelines/configs/kubernetes.yaml)")
+    ] = None,
+    pipeline_root: Annotated[
+        str | None, typer.Option(help="KFP artifact root, e.g. s3://prodtune/kfp (default: the cluster's)")
+    ] = None,
+    checkpoint_root: Annotated[
+        str, typer.Option(help="S3 prefix fine-tune checkpoints are mirrored to")
+    ] = "s3://prodtune/checkpoints",
 ) -> None:
-    """Compile the pipeline for KFP on Kubernetes (GPU steps get node selectors and resources)."""
+    """Compile the pipeline for KFP on Kubernetes (GPU affinity, resources, Secrets, retries)."""
     from pipelines.compile import compile_pipeline
 
-    compile_pipeline(output, profile=profile)
+    compile_pipeline(
+        output,
+        profile=profile,
+        platform_path=platform,
+        pipeline_root=pipeline_root,
+        checkpoint_root=checkpoint_root,
+    )
     console.print(f"[bold green]compiled[/] {output}")
 
 
+# `submit` lives in its own functions (and pipelines/submit.py) so the local-run commands above
+# and KFP submission change independently.
 def submit(
     host: Annotated[str, typer.Option("--host", envvar="KFP_HOST", help="KFP API endpoint")],
     input: Annotated[str, typer.Option("--input", help="s3:// URI of trn.json as the cluster sees it")],
-    experiment: Annotated[str, typer.Option(help="KFP experiment")] = "prodtune",
-    profile: Annotated[str, typer.Option(help="config profile")] = "production",
-    package: Annotated[Path | None, typer.Option(help="compiled package (default: compile now)")] = None,
-    run_name: Annotated[str | None, typer.Option(help="run name")] = None,
-    namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user installs)")] = None,
+    overlay: Annotated[
+        str, typer.Option(help="manifests overlay in use: standalone or multi-user (sets the defaults below)")
+    ] = "standalone",
+    namespace: Annotated[
+        str | None, typer.Option(envvar="KFP_NAMESPACE", help="profile namespace (multi-user)")
+    ] = None,
     service_account: Annotated[
-        str | None, typer.Option(help="Kubernetes service account the steps run as")
-    ] = "prodtune-pipeline-runner",
+        str | None, typer.Option(help="service account of the run's pods (default: the overlay's)")
+    ] = None,
+    experiment: Annotated[str, typer.Option(help="KFP experiment (created if absent)")] = "prodtune",
+    run_name: Annotated[str | None, typer.Option(help="run name")] = None,
+    package: Annotated[Path | None, typer.Option(help="compiled package (default: compile now)")] = None,
+    profile: Annotated[str, typer.Option(help="config profile when compiling now")] = "production",
+    caching: Annotated[
+        str, typer.Option(help="auto (per task, as compiled), on or off (every task)")
+    ] = "auto",
+    pipeline_root: Annotated[str | None, typer.Option(help="KFP artifact root for this run")] = None,
+    auth: Annotated[
+        str, typer.Option(help="none, bearer (token from KFP_TOKEN or --token-file) or in-cluster")
+    ] = "none",
+    token_file: Annotated[Path | None, typer.Option(help="file holding the bearer token")] = None,
 ) -> None:
-    """Submit a pipeline run to a KFP endpoint (token from KFP_TOKEN if the endpoint needs one)."""
-    from pipelines.compile import submit_run
+    """Upload the pipeline (a version per content hash), reuse the experiment, start a run."""
+    from pipelines.submit import OVERLAYS, Auth, SubmitError, SubmitRequest
 
-    run_id = submit_run(
-        host,
-        input,
+    if overlay not in OVERLAYS:
+        raise SubmitError(f"--overlay must be one of {', '.join(OVERLAYS)}, not {overlay!r}")
+    defaults = OVERLAYS[overlay]
+    request = SubmitRequest(
+        host=host,
+        package=package or Path("(compiled now)"),
+        arguments={"input_uri": input},
         experiment=experiment,
-        profile=profile,
-        package=package,
         run_name=run_name,
-        namespace=namespace,
-        service_account=service_account,
+        namespace=namespace or defaults["namespace"],
+        service_account=service_account or defaults["service_account"],
+        caching=caching,
+        pipeline_root=pipeline_root,
+        auth=Auth(mode=auth, token_file=token_file),
     )
-    typer.echo(json.dumps({"run_id": run_id, "host": host, "experiment": experiment}))
+    result = _submit(request, compile_profile=None if package else profile)
+    typer.echo(json.dumps({**result.as_dict(), "host": host, "experiment": experiment}))
+
+
+def _submit(request, compile_profile: str | None):
+    """Submit `request`, compiling the package first when none was given."""
+    import dataclasses
+    import tempfile
+
+    from pipelines.submit import submit as submit_request
+
+    if compile_profile is None:
+        return submit_request(request)
+    from pipelines.compile import compile_pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        package = compile_pipeline(Path(tmp) / "prodtune-pipeline.yaml", profile=compile_profile)
+        return submit_request(dataclasses.replace(request, package=package))
 
 
 def register(app: typer.Typer) -> None:

@@ -17,9 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.k8s_rules import restricted_violations
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "serving" / "chart"
 FULL_VALUES = CHART / "ci" / "all-enabled-gpu-values.yaml"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 K8S_VERSION = "1.32.0"
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 SENTINEL_KEY = "sentinel-api-key-3f9c1e"
@@ -76,6 +79,7 @@ def env_of(c: dict[str, Any]) -> dict[str, Any]:
 
 def assert_hardened(where: str, spec: dict[str, Any]) -> None:
     """Restricted Pod Security profile, plus read-only root filesystems with a writable /tmp."""
+    assert restricted_violations(spec) == [], where
     pod = spec.get("securityContext", {})
     assert pod.get("seccompProfile", {}).get("type") == "RuntimeDefault", where
     for c in spec["containers"] + spec.get("initContainers", []):
@@ -114,9 +118,14 @@ def full_docs(tools: Path) -> list[dict[str, Any]]:
     return render(tools, "-f", str(FULL_VALUES))
 
 
-def test_lint_strict_default_and_full_values(tools: Path) -> None:
-    helm(tools, "lint", "--strict", str(CHART))
-    helm(tools, "lint", "--strict", str(CHART), "-f", str(FULL_VALUES))
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: v.name if v else "default")
+def test_lint_strict_and_validate_default_and_each_ci_values(tools: Path, values: Path | None) -> None:
+    args = ["-f", str(values)] if values else []
+    helm(tools, "lint", "--strict", str(CHART), *args)
+    docs = render(tools, *args)
+    validate_all(docs)
+    for where, spec in pod_specs(docs):
+        assert_hardened(where, spec)
 
 
 def test_default_render_is_valid_kubernetes_1_32(default_docs: list[dict[str, Any]]) -> None:
@@ -155,7 +164,14 @@ def test_full_render_is_valid_and_puts_ollama_on_the_gpu_pool(full_docs: list[di
     server = container(spec, "ollama")
     assert server["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert server["resources"]["limits"]["memory"] == "16Gi"  # GPU limit added, CPU/memory kept
-    assert spec["nodeSelector"] == {"nvidia.com/gpu.memory-class": "16gb"}
+    terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    assert {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["15000"]} in terms[0][
+        "matchExpressions"
+    ]
+    env = env_of(server)
+    assert env["OLLAMA_NUM_PARALLEL"] == "4" and env["OLLAMA_CONTEXT_LENGTH"] == "4096"
     assert spec["runtimeClassName"] == "nvidia"
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
     # Only the server asks for the GPU; the import init containers do not hold one.
@@ -172,6 +188,10 @@ def test_every_pod_runs_non_root_and_hardened(values: str, request: pytest.Fixtu
     for where, spec in specs:
         assert_hardened(where, spec)
         assert spec.get("automountServiceAccountToken") is False, where
+        if where.split("/")[0] in ("Deployment", "StatefulSet"):
+            # checkov's probe checks are skipped for run-once test pods; long-running pods need both.
+            for c in spec["containers"]:
+                assert c.get("readinessProbe") and c.get("livenessProbe"), f"{where}/{c['name']}"
 
 
 def test_services_select_their_pods_and_env_points_at_real_services(full_docs: list[dict[str, Any]]) -> None:
@@ -225,7 +245,8 @@ def test_helm_test_pods_probe_each_enabled_component(full_docs: list[dict[str, A
     services = {d["metadata"]["name"] for d in full_docs if d["kind"] == "Service"}
     tests = [d for d in full_docs if d["kind"] == "Pod"]
     assert all(d["metadata"]["annotations"]["helm.sh/hook"] == "test" for d in tests)
-    urls = {d["spec"]["containers"][0]["args"][-1] for d in tests}
+    curls = [d for d in tests if d["spec"]["containers"][0]["name"] == "curl"]
+    urls = {d["spec"]["containers"][0]["args"][-1] for d in curls}
     paths = {u.split("/", 3)[3] for u in urls}
     assert paths == {"healthz", "v1/.well-known/ready", "api/tags", "_stcore/health"}
     assert {u.removeprefix("http://").split(":")[0] for u in urls} <= services
@@ -374,3 +395,114 @@ def test_network_policies_admit_the_router_and_test_pods_only(full_docs: list[di
         assert admitted({"prodtune.io/serving-client": "true"})  # networkPolicy.clientLabels
         ports = {p["name"] for c in target["spec"]["containers"] for p in c["ports"]}
         assert {p["port"] for p in spec["ingress"][0]["ports"]} <= ports
+
+
+def test_index_job_downloads_the_catalogue_then_runs_the_real_index_cli(
+    full_docs: list[dict[str, Any]],
+) -> None:
+    import typer.main
+
+    from pipelines.cli import _register, app
+
+    job = find(full_docs, "Job", "rel-prodtune-serving-index")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    spec = job["spec"]["template"]["spec"]
+    fetch, index = container(spec, "fetch-catalogue"), container(spec, "index")
+    uri = "s3://prodtune/kfp/run-1/prep/processed/trn-processed.parquet"
+    assert fetch["command"] == ["python", "-m", "components.common.storage", "fetch", uri, "/work"]
+    assert fetch["env"] and env_of(fetch)["AWS_ACCESS_KEY_ID"]["secretKeyRef"]["name"] == "prodtune-s3"
+    assert index["command"] == ["prodtune", "index"]
+    assert index["args"][0] == "/work/trn-processed.parquet"
+    # The args must parse with the project's own `prodtune index` command (options exist, types fit).
+    _register()
+    command = typer.main.get_command(app)
+    ctx = command.make_context("prodtune", ["index", *index["args"]], resilient_parsing=False)
+    sub = command.get_command(ctx, "index")
+    params = sub.make_context("index", list(index["args"])).params
+    assert params["backend"] == "weaviate" and params["limit"] == 1000 and params["batch_size"] == 256
+    env = env_of(index)
+    assert env["PRODTUNE_SERVING_VECTOR_BACKEND"] == "weaviate"
+    assert env["PRODTUNE_SERVING_WEAVIATE_HTTP_HOST"] == "rel-prodtune-serving-weaviate"
+    # Weaviate's NetworkPolicy lets the Job in.
+    policy = find(full_docs, "NetworkPolicy", "rel-prodtune-serving-weaviate")["spec"]
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert any(
+        p["podSelector"]["matchLabels"].items() <= labels.items() for p in policy["ingress"][0]["from"]
+    )
+
+
+def test_index_job_needs_a_catalogue_uri(tools: Path) -> None:
+    err = render_fails(tools, "--set", "index.enabled=true")
+    assert "index.catalogueUri" in err
+    err = render_fails(tools, "--set", "index.enabled=true,index.catalogueUri=/local/file.parquet")
+    assert "catalogueUri" in err
+
+
+def test_ollama_parallelism_and_context_come_from_values(tools: Path, default_docs) -> None:
+    server = container(
+        find(default_docs, "StatefulSet", "rel-prodtune-serving-ollama")["spec"]["template"]["spec"], "ollama"
+    )
+    env = env_of(server)
+    assert env["OLLAMA_NUM_PARALLEL"] == "2" and env["OLLAMA_CONTEXT_LENGTH"] == "4096"
+    assert [e["name"] for e in server["env"]].count("OLLAMA_NUM_PARALLEL") == 1
+    err = render_fails(tools, "--set", "ollama.env.OLLAMA_NUM_PARALLEL=8")
+    assert "values don't meet the specifications of the schema" in err
+
+
+def test_router_and_ollama_carry_the_label_mlflow_admits(default_docs) -> None:
+    for kind, name in (("Deployment", "router"), ("StatefulSet", "ollama")):
+        labels = find(default_docs, kind, f"rel-prodtune-serving-{name}")["spec"]["template"]["metadata"][
+            "labels"
+        ]
+        assert labels["prodtune.io/mlflow-client"] == "true", name
+    weaviate = find(default_docs, "StatefulSet", "rel-prodtune-serving-weaviate")
+    assert "prodtune.io/mlflow-client" not in weaviate["spec"]["template"]["metadata"]["labels"]
+
+
+def test_helm_test_completion_pod_is_authenticated_and_runs_the_chart_script(full_docs) -> None:
+    pod = find(full_docs, "Pod", "rel-prodtune-serving-test-completion")
+    c = pod["spec"]["containers"][0]
+    assert c["command"] == ["python", "/scripts/helm_test_completion.py"]
+    env = env_of(c)
+    assert env["API_KEY"] == {"secretKeyRef": {"name": "prodtune-router-api-key", "key": "api-key"}}
+    assert env["API_URL"] == "http://rel-prodtune-serving-router:8000"
+    cm = find(full_docs, "ConfigMap", "rel-prodtune-serving-tests")
+    assert (
+        cm["data"]["helm_test_completion.py"].strip()
+        == (CHART / "files" / "helm_test_completion.py").read_text().strip()
+    )
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+
+
+def _load_completion_check():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "helm_test_completion", CHART / "files" / "helm_test_completion.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.check
+
+
+def test_helm_test_completion_script_against_the_real_api() -> None:
+    # The real FastAPI app under uvicorn with the deterministic CatalogResponder (serving/api/testing.py):
+    # the script passes for a healthy router, and fails on a wrong key or a router that misroutes.
+    from pydantic import SecretStr
+
+    from serving.api.app import create_app
+    from serving.api.settings import ApiSettings
+    from serving.api.testing import CatalogResponder, serve_in_thread
+
+    check = _load_completion_check()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["tests"]["completion"]
+    products = [("0000031909", "Girls Ballet Tutu Neon Pink", "A three layer ballet tutu, 12 inches long.")]
+    app = create_app(CatalogResponder(products), settings=ApiSettings(key=SecretStr("k-123")))
+    env = {"DESCRIBE_INPUT": values["describeInput"], "ANSWER_INPUT": values["answerInput"], "TIMEOUT": "20"}
+    with serve_in_thread(app) as url:
+        assert check({**env, "API_URL": url, "API_KEY": "k-123"}) == []
+        failures = check({**env, "API_URL": url, "API_KEY": "wrong"})
+        assert failures and all("HTTP 401" in f for f in failures)
+        swapped = check({**env, "API_URL": url, "API_KEY": "k-123", "DESCRIBE_INPUT": values["answerInput"]})
+        assert any("routed to 'answer'" in f for f in swapped)
