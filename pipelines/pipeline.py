@@ -20,6 +20,8 @@ from components.export.component import export
 from components.export.core import ExportConfig
 from components.finetune.component import finetune
 from components.finetune.core import FinetuneConfig
+from components.index.component import index
+from components.index.core import IndexConfig
 from components.prep.component import prep
 from components.prep.core import PrepConfig
 from components.sampling.component import sampling
@@ -33,6 +35,7 @@ PIPELINE_NAME = "prodtune"
 # The two fine-tunes are one component and one config type: only their YAML differs.
 STEP_CONFIGS = {
     "prep": PrepConfig,
+    "index": IndexConfig,
     "sampling": SamplingConfig,
     "synthesis": SynthesisConfig,
     "describer": FinetuneConfig,
@@ -86,6 +89,7 @@ def build_pipeline(platform: PlatformSettings | None = None):
     def prodtune_pipeline(
         input_uri: str,
         prep_config: str,
+        index_config: str,
         sampling_config: str,
         synthesis_config: str,
         describer_config: str,
@@ -96,7 +100,12 @@ def build_pipeline(platform: PlatformSettings | None = None):
         prep_task = prep(input_uri=input_uri, config_json=prep_config).set_display_name("prep")
         sample_task = sampling(processed=prep_task.outputs["processed"], config_json=sampling_config)
         sample_task.set_display_name("sampling")
-        synth_task = synthesis(sample=sample_task.outputs["sample"], config_json=synthesis_config)
+        # Index after prep: synthesis builds QA contexts from it as serving will (issue 12).
+        index_task = index(processed=prep_task.outputs["processed"], config_json=index_config)
+        index_task.set_display_name("index")
+        synth_task = synthesis(
+            sample=sample_task.outputs["sample"], index=index_task.outputs["store"], config_json=synthesis_config
+        )
         synth_task.set_display_name("synthesis")
         exported = {}
         gpu_tasks, export_tasks = [], []
@@ -114,7 +123,7 @@ def build_pipeline(platform: PlatformSettings | None = None):
             gpu_tasks.append(ft)
             export_tasks.append(ex)
         if platform is not None:
-            for task in (prep_task, sample_task, synth_task, *export_tasks):
+            for task in (prep_task, index_task, sample_task, synth_task, *export_tasks):
                 _cpu_task(task, platform)
             _teacher_secret(synth_task, platform)
             for task in gpu_tasks:
