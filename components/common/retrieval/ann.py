@@ -80,12 +80,24 @@ def _threads(n: int) -> int:
     return n if n > 0 else max(1, len(os.sched_getaffinity(0)))
 
 
+def _import_usearch() -> Any:
+    """usearch's index module. Measured here (usearch 2.26.6, onnxruntime 1.32.0): importing usearch
+    and then onnxruntime in one process segfaults, the other order works. So onnxruntime (the
+    embedder's engine) is imported first whenever it is installed."""
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime  # noqa: F401
+
+    from usearch import index
+
+    return index
+
+
 # -- usearch ----------------------------------------------------------------------------------------
 class USearchIndex:
     library = "usearch"
 
     def __init__(self, dim: int, params: HNSWParams, index: Any = None) -> None:
-        from usearch.index import Index
+        Index = _import_usearch().Index
 
         self.params = params
         self.index = index or Index(
@@ -116,9 +128,7 @@ class USearchIndex:
 
     @classmethod
     def load(cls, path: Path, dim: int, params: HNSWParams, *, mmap: bool = False) -> USearchIndex:
-        from usearch.index import Index
-
-        index = Index.restore(str(path), view=mmap)
+        index = _import_usearch().Index.restore(str(path), view=mmap)
         if index is None or index.ndim != dim:
             raise ValueError(f"{path}: not a usearch index of dimension {dim}")
         loaded = cls(dim, params, index)

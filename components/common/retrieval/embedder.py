@@ -236,8 +236,9 @@ def _check_pooling(path: Path) -> None:
 
 def export_onnx(path: Path, cache: Path, *, int8: bool) -> Path:
     """The model as ONNX under `cache/<weights sha>-v<EXPORT_VERSION>/`, exported on first use
-    (torch.onnx from the local weights: nothing is downloaded), fused with onnxruntime's BERT
-    optimizer; with `int8`, its weights dynamically quantized. Returns the graph's path."""
+    (torch.onnx from the local weights: nothing is downloaded) and fused with onnxruntime's BERT
+    optimizer; with `int8`, the unfused graph with dynamically quantized int8 weights. Returns the
+    graph's path."""
     target = cache / f"{_weights_sha(path)[:16]}-v{EXPORT_VERSION}"
     fp32, fused, q8 = target / "model.onnx", target / "model-fused.onnx", target / "model-int8.onnx"
     want = q8 if int8 else fused
@@ -246,7 +247,7 @@ def export_onnx(path: Path, cache: Path, *, int8: bool) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     if not fp32.is_file():
         _torch_export(path, fp32)
-    if not fused.is_file():
+    if not int8 and not fused.is_file():
         _fuse(path, fp32, fused)
     if int8 and not q8.is_file():
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -255,8 +256,10 @@ def export_onnx(path: Path, cache: Path, *, int8: bool) -> Path:
 
         log.info("quantizing %s to int8", fused)
         with atomic_path(q8) as tmp:
+            # From the unfused graph: the fused one has com.microsoft ops that the quantizer's shape
+            # inference cannot type. ONNX Runtime fuses at load (ORT_ENABLE_ALL) instead.
             # AVX2 without VNNI: u8 activations x s8 weights can saturate; reduce_range avoids it.
-            quantize_dynamic(fused, tmp, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+            quantize_dynamic(fp32, tmp, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
     return want
 
 
@@ -267,7 +270,16 @@ def _torch_export(path: Path, out: Path) -> None:
     from components.common.atomic import atomic_path
 
     log.info("exporting %s to ONNX (once; cached in %s)", path, out.parent)
-    model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+    class Encoder(torch.nn.Module):  # keyword arguments, so transformers' signature changes don't matter
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = AutoModel.from_pretrained(str(path), local_files_only=True)
+
+        def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
+            out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return out.last_hidden_state
+
+    model = Encoder().eval().requires_grad_(False)
     ids = torch.ones((2, 16), dtype=torch.long)
     args = (ids, torch.ones_like(ids), torch.zeros_like(ids))
     names = ["input_ids", "attention_mask", "token_type_ids"]
