@@ -104,7 +104,9 @@ def build_pipeline(platform: PlatformSettings | None = None):
         index_task = index(processed=prep_task.outputs["processed"], config_json=index_config)
         index_task.set_display_name("index")
         synth_task = synthesis(
-            sample=sample_task.outputs["sample"], index=index_task.outputs["store"], config_json=synthesis_config
+            sample=sample_task.outputs["sample"],
+            index=index_task.outputs["store"],
+            config_json=synthesis_config,
         )
         synth_task.set_display_name("synthesis")
         exported = {}

@@ -67,7 +67,11 @@ def dataset(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
         return data, queries, f"real:{Path(args.vectors).name}"
     rng = np.random.default_rng(args.seed)
     centres = topic_centres(args.size, rng)
-    return generate(args.size, centres, args.seed + 1), generate(args.n_queries, centres, args.seed + 2), "generated"
+    return (
+        generate(args.size, centres, args.seed + 1),
+        generate(args.n_queries, centres, args.seed + 2),
+        "generated",
+    )
 
 
 def exact_top10(data: np.ndarray, queries: np.ndarray, chunk: int = 200_000) -> list[set[int]]:
@@ -198,7 +202,9 @@ def main() -> None:
     ap.add_argument("--dtype", default="f32", choices=["f32", "f16", "i8"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vectors", type=Path, help="real embeddings (n, 384) .npy instead of generated")
-    ap.add_argument("--queries-file", dest="queries", type=Path, help="query embeddings .npy (with --vectors)")
+    ap.add_argument(
+        "--queries-file", dest="queries", type=Path, help="query embeddings .npy (with --vectors)"
+    )
     ap.add_argument("--max-rss-gib", type=float, default=6.0)
     ap.add_argument("--max-seconds", type=float, default=1800)
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))

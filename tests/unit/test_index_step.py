@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +20,7 @@ class LetterEmbedder:
 
     dim = 26
     device = "cpu"
-    embedded: list[str] = []
+    embedded: ClassVar[list[str]] = []
 
     def __init__(self, *args, **kwargs) -> None:
         self.model_id = f"letters:{kwargs.get('engine')}"
@@ -54,13 +55,15 @@ ROWS = [{"uid": f"{i:04d}", "title": f"Product {w}", "content": f"all about {w}"
 
 def test_index_writes_a_store_and_reruns_are_content_keyed(tmp_path, letters):
     prep = _catalogue(tmp_path / "prep", ROWS)
-    cfg = IndexConfig(backend="embedded", ann_min_rows=3, hnsw_m=8, hnsw_ef_construction=16, hnsw_ef_search=16)
+    cfg = IndexConfig(
+        backend="embedded", ann_min_rows=3, hnsw_m=8, hnsw_ef_construction=16, hnsw_ef_search=16
+    )
     out = tmp_path / "store"
     first = run_index(prep, out, cfg, progress=False)  # prep's directory is accepted as input
     assert first["indexed"] == 6 and first["backend"] == "embedded" and "ann_build_seconds" in first
     assert len(letters.embedded) == 6
     info = json.loads((out / "store.json").read_text())
-    assert info["index"]["library"] == cfg.ann_library and info["embedder"]["engine"] == "onnx-int8"
+    assert info["index"]["library"] == cfg.ann_library and info["embedder"]["engine"] == "onnx"
     with open_store_dir(out) as store:
         assert store.count() == 6
         vector = LetterEmbedder().encode(["Product kettle. all about kettle"])[0]
@@ -88,7 +91,7 @@ def test_index_config_files_load():
 
     assert load_config(IndexConfig, CONFIG_DIR / "index.yaml").backend == "weaviate"
     local = load_config(IndexConfig, CONFIG_DIR / "local" / "index.yaml")
-    assert local.backend == "embedded" and local.engine == "onnx-int8"
+    assert local.backend == "embedded" and local.engine == "onnx"
 
 
 def test_model_id_names_weights_and_engine():

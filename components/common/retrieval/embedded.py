@@ -106,7 +106,9 @@ class EmbeddedStore:
             index.set_ef(self.ef_search)
 
     # -- reading -------------------------------------------------------------------------------
-    def scores(self, query: np.ndarray, k: int, *, exact: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
+    def scores(
+        self, query: np.ndarray, k: int, *, exact: bool = False
+    ) -> tuple[np.ndarray | None, np.ndarray]:
         """(row ids, true cosine scores) of the candidates: every row (ids None: the identity), or
         the rows the index proposes for the top `k`."""
         q = normalise_rows(query)[0]

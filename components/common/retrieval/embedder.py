@@ -131,7 +131,9 @@ class SentenceEmbedder:
         if not texts:
             return out
         order = _length_order(self._impl.lengths(texts))
-        with tqdm(total=len(texts), desc=f"embedding ({self.engine})", unit="text", disable=not progress) as bar:
+        with tqdm(
+            total=len(texts), desc=f"embedding ({self.engine})", unit="text", disable=not progress
+        ) as bar:
             for start in range(0, len(texts), batch_size):
                 idx = order[start : start + batch_size]
                 out[idx] = self._impl.encode([texts[i] for i in idx])
@@ -270,6 +272,7 @@ def _torch_export(path: Path, out: Path) -> None:
     from components.common.atomic import atomic_path
 
     log.info("exporting %s to ONNX (once; cached in %s)", path, out.parent)
+
     class Encoder(torch.nn.Module):  # keyword arguments, so transformers' signature changes don't matter
         def __init__(self) -> None:
             super().__init__()
