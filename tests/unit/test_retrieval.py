@@ -131,7 +131,11 @@ def test_a_stale_index_is_removed_and_a_mismatched_one_refused(tmp_path):
     (tmp_path / "vs" / "ivf.npz").write_bytes(b"old layout")
     (tmp_path / "vs" / "index.faiss").write_bytes(b"other library")
     store.save(tmp_path / "vs")  # no index: exact search, and no file that points at other rows
-    assert sorted(p.name for p in (tmp_path / "vs").iterdir()) == ["meta.parquet", "store.json", "vectors.npy"]
+    assert sorted(p.name for p in (tmp_path / "vs").iterdir()) == [
+        "meta.parquet",
+        "store.json",
+        "vectors.npy",
+    ]
     if LIBRARIES:
         lib = LIBRARIES[0]
         store.build_index(lib, HNSWParams(m=8, ef_construction=16, ef_search=16, build_threads=1))

@@ -82,7 +82,10 @@ def test_each_kind_of_context(store):
     assert no_match["messages"][1]["content"].startswith("(no matching product found)")
     assert no_match["messages"][-1]["content"] == chat_format.NO_MATCH_ANSWER.format(threshold=40)
     # Portuguese and English, as serving says it
-    assert "Nenhum produto" in no_match["messages"][-1]["content"] and "No matching" in no_match["messages"][-1]["content"]
+    assert (
+        "Nenhum produto" in no_match["messages"][-1]["content"]
+        and "No matching" in no_match["messages"][-1]["content"]
+    )
 
 
 def test_held_out_negatives_follow_their_source_example(store):
