@@ -20,6 +20,8 @@ from components.export.component import export
 from components.export.core import ExportConfig
 from components.finetune.component import finetune
 from components.finetune.core import FinetuneConfig
+from components.index.component import index
+from components.index.core import IndexConfig
 from components.prep.component import prep
 from components.prep.core import PrepConfig
 from components.sampling.component import sampling
@@ -46,6 +48,7 @@ BASE_CACHE_MOUNT = "/var/cache/prodtune/base-models"
 # The two fine-tunes are one component and one config type: only their YAML differs.
 STEP_CONFIGS = {
     "prep": PrepConfig,
+    "index": IndexConfig,
     "sampling": SamplingConfig,
     "synthesis": SynthesisConfig,
     "describer": FinetuneConfig,
@@ -95,6 +98,7 @@ def build_pipeline(platform: PlatformSettings | None = None, pipeline_root: str 
     def prodtune_pipeline(
         input_uri: str,
         prep_config: str,
+        index_config: str,
         sampling_config: str,
         synthesis_config: str,
         describer_config: str,
@@ -105,9 +109,16 @@ def build_pipeline(platform: PlatformSettings | None = None, pipeline_root: str 
         prep_task = prep(input_uri=input_uri, config_json=prep_config).set_display_name("prep")
         sample_task = sampling(processed=prep_task.outputs["processed"], config_json=sampling_config)
         sample_task.set_display_name("sampling")
-        synth_task = synthesis(sample=sample_task.outputs["sample"], config_json=synthesis_config)
+        # Index after prep: synthesis builds QA contexts from it as serving will (issue 12).
+        index_task = index(processed=prep_task.outputs["processed"], config_json=index_config)
+        index_task.set_display_name("index")
+        synth_task = synthesis(
+            sample=sample_task.outputs["sample"],
+            index=index_task.outputs["store"],
+            config_json=synthesis_config,
+        )
         synth_task.set_display_name("synthesis")
-        tasks = {"prep": prep_task, "sampling": sample_task, "synthesis": synth_task}
+        tasks = {"prep": prep_task, "index": index_task, "sampling": sample_task, "synthesis": synth_task}
         exported = {}
         for task_name, cfg in (("describer", describer_config), ("qa", qa_config)):
             ft = finetune(

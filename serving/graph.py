@@ -25,7 +25,8 @@ from typing import Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from components.common.chat_format import describer_messages, qa_messages
+from components.common.chat_format import NO_MATCH_ANSWER, describer_messages, qa_messages
+from components.common.retrieval.base import context_products
 from serving.config import ServingSettings
 from serving.llm.base import ChatBackend, ChatResult, TokenSink
 from serving.retrieval.base import Hit, VectorStore, threshold_to_min_score
@@ -37,14 +38,6 @@ log = logging.getLogger(__name__)
 
 # Route name (classifier output) -> graph node. Every route must be listed: no implicit default.
 ROUTES: dict[str, str] = {"describe": "describe", "answer": "retrieve"}
-
-# Users write in English and Portuguese: the fixed no-match answer says it in both.
-NO_MATCH_ANSWER = (
-    "No matching product was found in the catalogue for this question (no product reached the "
-    "{threshold:g}% similarity threshold), so I cannot answer it from product information.\n"
-    "Nenhum produto correspondente foi encontrado no catálogo para esta pergunta (nenhum atingiu o "
-    "limiar de similaridade de {threshold:g}%), então não posso respondê-la com informações de produtos."
-)
 
 
 class RouterState(TypedDict, total=False):
@@ -148,7 +141,7 @@ def build_graph(
                 "sources": [],
                 "model": "",
             }
-        context = [(h.title, h.content[: settings.context_content_chars]) for h in hits]
+        context = context_products(hits, settings.context_content_chars)
         result = ctx_of(runtime).generate(
             qa, qa_messages(state["input"], context), settings.answer_max_tokens, settings.temperature
         )

@@ -23,6 +23,16 @@ QA_SYSTEM = (
     "If the information does not contain the answer, say that you do not know."
 )
 
+# The answer when no product reaches the similarity threshold. Serving returns it without calling
+# the QA model; synthesis trains the QA model to give it for an empty context, so both read this one
+# string. Users write in English and Portuguese: it says it in both. `{threshold:g}` is the percent.
+NO_MATCH_ANSWER = (
+    "No matching product was found in the catalogue for this question (no product reached the "
+    "{threshold:g}% similarity threshold), so I cannot answer it from product information.\n"
+    "Nenhum produto correspondente foi encontrado no catálogo para esta pergunta (nenhum atingiu o "
+    "limiar de similaridade de {threshold:g}%), então não posso respondê-la com informações de produtos."
+)
+
 Message = dict[str, str]
 
 

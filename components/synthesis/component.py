@@ -8,14 +8,19 @@ from components.common.images import BASE_IMAGE
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def synthesis(sample: Input[Dataset], config_json: str, dataset: Output[Dataset]) -> None:
+def synthesis(
+    sample: Input[Dataset], index: Input[Dataset], config_json: str, dataset: Output[Dataset]
+) -> None:
     import json
     from pathlib import Path
 
     from components.synthesis.core import SynthesisConfig, run_synthesis
 
     config = SynthesisConfig.model_validate(json.loads(config_json or "{}"))
-    summary = run_synthesis(config, Path(sample.path), Path(dataset.path), progress=False)
+    # index: the index step's store; QA contexts are retrieved from it as serving does.
+    summary = run_synthesis(
+        config, Path(sample.path), Path(dataset.path), progress=False, index_dir=Path(index.path)
+    )
     dataset.metadata.update(
         {
             "products": summary["products"],

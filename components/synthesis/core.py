@@ -37,6 +37,7 @@ from components.common.atomic import atomic_open, write_json
 from components.common.config import StepConfig
 from components.common.errors import InputError
 from components.common.tracking import step_run
+from components.synthesis import contexts
 from components.synthesis.cache import CachedReply, ReplyCache, input_hash
 from components.synthesis.client import RetryPolicy, TeacherClient, TransportFailure, load_api_key
 from components.synthesis.quality import Deduplicator, Grounding
@@ -79,6 +80,8 @@ class SynthesisConfig(StepConfig):
     cache_dir: Path = Path(".prodtune/cache/synthesis")
     prices: dict[str, Price] = Field(default_factory=dict)  # USD per million tokens, by model id
     seed: int = 0
+    # QA contexts as serving builds them (contexts.py); used when the index step's store is known.
+    retrieval: contexts.RetrievalContextConfig = Field(default_factory=contexts.RetrievalContextConfig)
 
     @field_validator("api_key_env")
     @classmethod
@@ -360,8 +363,10 @@ def run_synthesis(
     *,
     environ: dict[str, str] | None = None,
     progress: bool = True,
+    index_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run the step; returns the summary (also written to `synthesis-summary.json`)."""
+    """Run the step; returns the summary (also written to `synthesis-summary.json`). `index_dir`:
+    the index step's store, for QA contexts retrieved as in serving (contexts.py)."""
     environ = dict(os.environ if environ is None else environ)
     prompt = load_prompt(config.prompt)
     frame = read_products(Path(input_path))
@@ -389,7 +394,7 @@ def run_synthesis(
         started = time.monotonic()
         outcomes, client = asyncio.run(_fetch_all(config, prompt, products, api_key, base_url, progress))
         summary = _write_outputs(
-            config, prompt, products, outcomes, quarantined, Path(output_dir), len(frame)
+            config, prompt, products, outcomes, quarantined, Path(output_dir), len(frame), index_dir
         )
         stats = client.stats
         summary.update(
@@ -454,6 +459,7 @@ def _write_outputs(
     quarantined: list[dict[str, Any]],
     out: Path,
     input_rows: int,
+    index_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     k = config.pairs_per_product
     meta = {
@@ -516,6 +522,7 @@ def _write_outputs(
                 )
             )
         pair_counts["kept"] += kept
+    qa, context_summary = contexts.apply(qa, config.retrieval, Path(index_dir) if index_dir else None)
     describer = [
         _example(chat_format.describer_messages(p.title, p.content), p, {**meta, "task": "describer"})
         for p in products
@@ -547,6 +554,7 @@ def _write_outputs(
             **{f"qa_{s}": sum(r["split"] == s for r in qa) for s in SPLITS},
             **{f"describer_{s}": sum(r["split"] == s for r in describer) for s in SPLITS},
         },
+        "contexts": context_summary,
         "prompt_version": prompt.version,
         "model": config.model,
         "teacher_calls": calls,

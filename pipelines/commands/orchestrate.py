@@ -141,12 +141,9 @@ def _serve_demo(result, home: Path, port: int, ui_port: int) -> None:
     """Index this run's catalogue, then serve the models the run registered (alias champion)."""
     import secrets
 
-    from pipelines.commands.route import index
     from pipelines.commands.serve import serve as serve_api
 
-    catalogue = result.step_output("prep", "processed") / "trn-processed.parquet"
-    store = home / "vector-store"
-    index(catalogue=catalogue, out=store, backend="embedded", limit=None, batch_size=256, ivf=None)
+    store = result.step_output("index", "store")  # the pipeline's index step built it
     os.environ["PRODTUNE_SERVING_STORE_PATH"] = str(store)
     # Serve what this run registered: `candidate` always points at it, while `champion` moves only
     # when the eval gate passes (a tiny CPU fine-tune may not beat its base). Production serves champion.

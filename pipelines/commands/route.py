@@ -33,43 +33,49 @@ def route(
 def index(
     catalogue: Annotated[Path, typer.Argument(help="trn-processed.parquet from prep (uid, title, content).")],
     out: Annotated[
-        Path | None, typer.Option(help="Embedded store directory (default: PRODTUNE_SERVING_STORE_PATH).")
+        Path | None, typer.Option(help="Store directory (default: PRODTUNE_SERVING_STORE_PATH).")
     ] = None,
-    backend: Annotated[str, typer.Option(help="embedded or weaviate.")] = "embedded",
+    backend: Annotated[str | None, typer.Option(help="embedded or weaviate (default: the config's).")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML config (default pipelines/configs/local/index.yaml).")
+    ] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="torch, onnx or onnx-int8 (default: the config's).")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Index only the first N rows.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 256,
-    ivf: Annotated[
-        bool | None, typer.Option(help="Build an IVF index (default: when more than 50,000 rows).")
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Rows read (and length-sorted) at once.")
+    ] = None,
+    ann: Annotated[
+        bool | None, typer.Option(help="Build the HNSW index (default: above the config's ann_min_rows).")
     ] = None,
 ) -> None:
-    """Embed title + description of every product and store the vectors; prints a JSON summary."""
+    """Embed title + description of every product and store the vectors; prints a JSON summary.
+
+    The same code as the pipeline's index step (components/index); a rerun on an unchanged
+    catalogue embeds nothing, and unchanged rows of a changed one keep their vectors."""
+    from components.common.config import CONFIG_DIR, load_config
     from components.common.errors import InputError
+    from components.index.core import IndexConfig, run_index
     from serving.config import ServingSettings
-    from serving.retrieval.embedded import EmbeddedStore
-    from serving.retrieval.embedder import SentenceEmbedder
-    from serving.retrieval.indexer import index_catalogue
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    if backend not in ("embedded", "weaviate"):
+    if backend not in (None, "embedded", "weaviate"):
         raise InputError("backend must be 'embedded' or 'weaviate'", field="backend")
     settings = ServingSettings()
-    embedder = SentenceEmbedder(settings.embedding_model_path)
-    kwargs = {"batch_size": batch_size, "content_chars": settings.index_content_chars, "limit": limit}
-    if backend == "weaviate":
-        from serving.retrieval.weaviate_store import WeaviateStore, connect_weaviate
-
-        with connect_weaviate(settings) as client:
-            summary = index_catalogue(
-                catalogue, WeaviateStore(client, settings.weaviate_collection), embedder, **kwargs
-            )
-        typer.echo(json.dumps({**summary.as_dict(), "backend": "weaviate"}))
-        return
-    store = EmbeddedStore(embedder.dim, nprobe=settings.ivf_nprobe)
-    summary = index_catalogue(catalogue, store, embedder, **kwargs)
-    if ivf if ivf is not None else store.count() > 50_000:
-        store.build_index(progress=True)
-    target = store.save(out or settings.store_path)
-    typer.echo(json.dumps({**summary.as_dict(), "backend": "embedded", "store": str(target)}))
+    overrides = {
+        "backend": backend,
+        "engine": engine,
+        "limit": limit,
+        "batch_size": batch_size,
+        "ann_min_rows": None if ann is None else (0 if ann else 2**62),
+        "model_path": str(settings.embedding_model_path),
+        "content_chars": settings.index_content_chars,
+        "collection": settings.weaviate_collection,
+    }
+    cfg = load_config(IndexConfig, config or CONFIG_DIR / "local" / "index.yaml", overrides)
+    summary = run_index(catalogue, out or settings.store_path, cfg)
+    typer.echo(json.dumps({**summary, "store": str(out or settings.store_path)}))
 
 
 def register(app: typer.Typer) -> None:

@@ -36,7 +36,7 @@ def load_components(serving: Any) -> dict[str, Any]:
     else:
         from serving.retrieval.embedded import EmbeddedStore
 
-        store = EmbeddedStore.load(serving.store_path, nprobe=serving.ivf_nprobe, mmap=True)
+        store = EmbeddedStore.load(serving.store_path, ef_search=serving.ann_ef_search, mmap=True)
     return {"classifier": classifier, "embedder": embedder, "store": store}
 
 

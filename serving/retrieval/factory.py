@@ -20,4 +20,4 @@ def open_store(settings: ServingSettings) -> Iterator[VectorStore]:
         return
     from serving.retrieval.embedded import EmbeddedStore
 
-    yield EmbeddedStore.load(settings.store_path, nprobe=settings.ivf_nprobe)
+    yield EmbeddedStore.load(settings.store_path, ef_search=settings.ann_ef_search)
