@@ -49,12 +49,14 @@ def sample(tmp: Path, products: int) -> Path:
     return tmp / "sample" / f"data-{products}.parquet"
 
 
-def run_one(name: str, inp: Path, out: Path, teacher: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+def run_one(
+    name: str, inp: Path, out: Path, teacher: Any, overrides: dict[str, Any], cache: Path | None = None
+) -> dict[str, Any]:
     from components.common.config import load_config
     from components.synthesis.core import SynthesisConfig, run_synthesis
 
     cfg = load_config(SynthesisConfig, ROOT / "pipelines/configs/local/synthesis.yaml", {
-        **overrides, "base_url": teacher.base_url, "cache_dir": out / "cache"})  # fmt: skip
+        **overrides, "base_url": teacher.base_url, "cache_dir": cache or out / "cache"})  # fmt: skip
     started = time.monotonic()
     summary = run_synthesis(cfg, inp, out, environ=teacher.env(), progress=False)
     seconds = time.monotonic() - started
@@ -103,6 +105,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--products", type=int, default=40)
     ap.add_argument("--baseline-products", type=int, default=20, help="0: skip the qa_v1 baseline")
+    ap.add_argument("--limit", type=int, default=None, help="ask about the first N sampled products only")
+    ap.add_argument("--cache-dir", type=Path, default=None, help="reuse replies of an interrupted run")
     args = ap.parse_args()
     results: dict[str, Any] = {"measured_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                                "machine": f"{platform.machine()}, Python {platform.python_version()}"}  # fmt: skip
@@ -112,7 +116,13 @@ def main() -> None:
     ):
         tmp = Path(tmp_name)
         inp = sample(tmp, args.products)
-        results["v2"] = run_one("local recipe (qa_v2)", inp, tmp / "v2", teacher, {})
+        if args.limit:
+            import pandas as pd
+
+            limited = tmp / f"data-{args.limit}-of-{args.products}.parquet"
+            pd.read_parquet(inp).head(args.limit).to_parquet(limited)
+            inp = limited
+        results["v2"] = run_one("local recipe (qa_v2)", inp, tmp / "v2", teacher, {}, args.cache_dir)
         if args.baseline_products:
             import pandas as pd
 

@@ -17,8 +17,9 @@ that text (so they pass the grounding filter), unless the schedule says otherwis
 
 The schedule is per product (the n-th request for uid X gets `per_uid[X][n]`, "ok" past the end)
 or per request number (`by_request[n]`, 1-based), or any callable `(uid, n_uid, n_total) -> fault`.
-`served_models` is what GET /v1/models lists; with `unknown_model_status` set, a chat request for
-any other model gets that status (a stock llama.cpp server answers 500). `reject_json_schema`
+`served_models` is what GET /v1/models lists (None, the default: it answers 404 there, like a
+gateway that lists nothing, and serves any model); with `unknown_model_status` set, a chat request
+for any other model gets that status (a stock llama.cpp server answers 500). `reject_json_schema`
 answers `response_format: json_schema` with `reject_status` and an explicit refusal.
 Every request is logged (uid, fault, time) in `log` before it is answered; tests assert on it.
 `max_in_flight` is the most requests the server was answering at once.
@@ -80,7 +81,7 @@ class FaultServer:
         api_key: str | None = None,
         reject_json_schema: bool = False,
         reject_status: int = 400,
-        served_models: tuple[str, ...] = ("fault-model",),
+        served_models: tuple[str, ...] | None = None,
         unknown_model_status: int | None = None,
     ) -> None:
         self.latency_s = latency_s
@@ -186,6 +187,8 @@ class _Handler(BaseHTTPRequestHandler):
             srv = self.fault_server
             with srv._lock:
                 srv.models_requests += 1
+            if srv.served_models is None:  # like a gateway that serves any model and lists none
+                return self._error(404, "not found")
             data = [{"id": m, "object": "model", "owned_by": "me"} for m in srv.served_models]
             self._send(200, json.dumps({"object": "list", "data": data}).encode())
         else:
@@ -210,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
         if srv.api_key and self.headers.get("Authorization") != f"Bearer {srv.api_key}":
             return self._error(401, "invalid api key")
         fmt = (request.get("response_format") or {}).get("type")
-        if srv.unknown_model_status and request.get("model") not in srv.served_models:
+        if srv.unknown_model_status and request.get("model") not in (srv.served_models or ()):
             return self._error(srv.unknown_model_status, "Internal Server Error")
         fault = srv._decide(self.headers.get(UID_HEADER, "?"), fmt)
         if fault == "drop":

@@ -293,9 +293,10 @@ def test_format_steps_down_once_however_many_requests_are_in_flight(servers, tmp
 
 
 def test_qa_v2_names_the_facts_and_keeps_grounded_pairs(servers, tmp_path):
-    srv = servers()
+    srv = servers(served_models=("other-model", "fault-model"), unknown_model_status=500)
     inp = write_products(tmp_path / "data-5.csv", 5)
     summary = run(config(srv, tmp_path, prompt="qa_v2", pairs_per_product=1), inp, tmp_path / "out")
     assert summary["with_pairs"] == 5 and summary["prompt_version"] == "qa-v2"
     qa = read_jsonl(tmp_path / "out" / "dados-fine-tunning.jsonl")
     assert len(qa) == 5 and {r["meta"]["prompt_version"] for r in qa} == {"qa-v2"}
+    assert srv.models_requests == 1  # the model check passed: the model is served
