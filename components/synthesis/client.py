@@ -4,8 +4,15 @@
   policy, ours, decides: 429, 5xx, timeouts, dropped connections and unparsable response bodies are
   retried with exponential backoff and jitter, waiting at least what `Retry-After` asks.
 - 401/403 abort the run (`TeacherAuthError`): every other request would fail the same way.
-- Other 4xx quarantine the product (`request_rejected`), after one downgrade of the structured
-  output mode if the server rejected `response_format` (see `FORMAT_MODES`).
+- Other 4xx quarantine the product (`request_rejected`).
+- Before the first request, `check_model` asks the server which models it serves (GET /v1/models)
+  and stops the run with one line when the configured model is not among them: a stock llama.cpp
+  server asked for `gpt-4o-mini` answers every request with HTTP 500, which must not become a run
+  of quarantined products.
+- `format_mode: auto` decides the structured-output mode ONCE, with one probe request at a time
+  (an asyncio lock): it steps down (`FORMAT_MODES`) only when the server explicitly rejects
+  `response_format` (see `is_format_rejection`); any other error, a 500 included, is retried as
+  usual, and concurrent requests wait for the decision instead of each stepping down on its own.
 - The key is a `SecretStr` from the environment (in Kubernetes, a Secret exposed as env or file).
 """
 
@@ -15,12 +22,14 @@ import asyncio
 import email.utils
 import json
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import openai
 from openai.types.chat import ChatCompletion
@@ -37,6 +46,34 @@ UID_HEADER = "X-Prodtune-Uid"
 
 class TeacherAuthError(RuntimeError):
     """The endpoint refused our credentials: stop the run instead of quarantining everything."""
+
+
+class TeacherModelError(InputError):
+    """The endpoint does not serve the configured model: stop before the first product."""
+
+
+# How servers say "this response_format is not supported": OpenAI (400, "Invalid parameter:
+# 'response_format' ... not supported with this model"), llama-cpp-python (500, its pydantic
+# validation error naming the field: "response_format ... Input should be 'text' or 'json_object'"),
+# vLLM / llama.cpp (400, "response_format type ... unsupported"). The phrase must be within
+# `_WINDOW` characters of the field name: a 500 that merely echoes the request is not a refusal.
+_REJECTION = re.compile(
+    r"not supported|unsupported|input should be|invalid parameter|must be one of|not one of|"
+    r"unknown (?:variant|type|value)|is not allowed|extra inputs are not permitted|literal_error",
+    re.IGNORECASE,
+)
+_WINDOW = 160
+
+
+def is_format_rejection(status: int, text: str) -> bool:
+    """True only for an explicit refusal of `response_format` (never for a bare 500)."""
+    if status not in (400, 422, 500):
+        return False
+    for match in re.finditer("response_format", text):
+        window = text[max(0, match.start() - _WINDOW) : match.end() + _WINDOW]
+        if _REJECTION.search(window):
+            return True
+    return False
 
 
 @dataclass
@@ -155,12 +192,62 @@ class TeacherClient:
         self.stats = ClientStats()
         self._rng = random.Random(seed)
         self._sleep = sleep
+        self.base_url = str(self._client.base_url)
+        # auto: undecided until one request succeeds; until then requests go one at a time
+        self._format_decided = not self.auto_format
+        self._format_lock = asyncio.Lock()
 
     async def close(self) -> None:
         await self._client.close()
 
+    async def check_model(self) -> list[str] | None:
+        """Fail fast (TeacherModelError) if GET /v1/models answers without our model.
+
+        Returns the served ids, or None when the endpoint does not list models (404/405/501: some
+        gateways don't) or cannot be reached yet (the first request then reports that as usual)."""
+        try:
+            page = await self._client.models.list()
+        except openai.APIStatusError as exc:
+            if exc.status_code in (401, 403):
+                raise TeacherAuthError(f"teacher refused the API key (HTTP {exc.status_code})") from None
+            return None
+        except (openai.APIConnectionError, openai.APITimeoutError, ValueError):
+            return None
+        served = sorted({m.id for m in page.data})
+        if self.model not in served:
+            offered = ", ".join(served[:10]) + (f" (+{len(served) - 10} more)" if len(served) > 10 else "")
+            raise TeacherModelError(
+                f"teacher at {_redact(self.base_url)} does not serve model '{self.model}'; it offers: "
+                f"{offered or 'nothing'} (set `model` in the synthesis config or PRODTUNE_TEACHER_MODEL_ID)",
+                field="model",
+            )
+        return served
+
     async def complete(self, messages: list[dict[str, str]], *, uid: str, max_tokens: int) -> Completion:
-        """One chat completion, retried on transient failures; raises TransportFailure when exhausted."""
+        """One chat completion, retried on transient failures; raises TransportFailure when exhausted.
+
+        While the output format is undecided (auto mode, no success yet) requests run one at a time
+        under a lock, so the mode steps down at most once per explicit rejection, never per request."""
+        if not self._format_decided:
+            async with self._format_lock:
+                if not self._format_decided:
+                    return await self._probe(messages, uid, max_tokens)
+        return await self._with_retries(messages, uid, max_tokens)
+
+    async def _probe(self, messages: list[dict[str, str]], uid: str, max_tokens: int) -> Completion:
+        while True:
+            try:
+                completion = await self._with_retries(messages, uid, max_tokens, probing=True)
+            except _FormatRejected:
+                self.format_mode = FORMAT_MODES[FORMAT_MODES.index(self.format_mode) + 1]
+                self.stats.format_fallbacks += 1
+                continue
+            self._format_decided = True
+            return completion
+
+    async def _with_retries(
+        self, messages: list[dict[str, str]], uid: str, max_tokens: int, *, probing: bool = False
+    ) -> Completion:
         estimate = sum(len(m["content"]) for m in messages) // 4 + max_tokens
         retry = 0
         while True:
@@ -170,16 +257,15 @@ class TeacherClient:
                 completion = await self._once(messages, uid, max_tokens)
             except openai.APIStatusError as exc:
                 self.limiter.settle(estimate, None)
-                if exc.status_code in (401, 403):
-                    raise TeacherAuthError(f"teacher refused the API key (HTTP {exc.status_code})") from None
-                if self._downgrade_format(exc):
-                    continue
-                if exc.status_code == 429 or exc.status_code >= 500 or exc.status_code == 408:
-                    kind, retry_after = f"http_{exc.status_code}", parse_retry_after(exc.response.headers)
+                status, text = exc.status_code, f"{exc.body} {exc.message}"
+                if status in (401, 403):
+                    raise TeacherAuthError(f"teacher refused the API key (HTTP {status})") from None
+                if probing and self.format_mode != FORMAT_MODES[-1] and is_format_rejection(status, text):
+                    raise _FormatRejected() from None
+                if status in (408, 429) or status >= 500:
+                    kind, retry_after = f"http_{status}", parse_retry_after(exc.response.headers)
                 else:
-                    raise TransportFailure(
-                        "request_rejected", f"HTTP {exc.status_code}: {exc.message}"
-                    ) from None
+                    raise TransportFailure("request_rejected", f"HTTP {status}: {exc.message}") from None
             except openai.APITimeoutError:
                 kind, retry_after = "timeout", None
             except openai.APIConnectionError:
@@ -197,19 +283,6 @@ class TeacherClient:
             self.stats.backoff_s += delay
             retry += 1
             await self._sleep(delay)
-
-    def _downgrade_format(self, exc: openai.APIStatusError) -> bool:
-        """Step down to a weaker structured-output mode if the server rejected `response_format`.
-
-        OpenAI answers 400; llama-cpp-python's server answers 500 with its validation error, which
-        names `response_format` (a 500 that does not is retried as usual)."""
-        if not self.auto_format or self.format_mode == FORMAT_MODES[-1]:
-            return False
-        if exc.status_code not in (400, 422, 500) or "response_format" not in f"{exc.body} {exc.message}":
-            return False
-        self.format_mode = FORMAT_MODES[FORMAT_MODES.index(self.format_mode) + 1]
-        self.stats.format_fallbacks += 1
-        return True
 
     async def _once(self, messages: list[dict[str, str]], uid: str, max_tokens: int) -> Completion:
         kwargs: dict[str, Any] = {}
@@ -246,3 +319,13 @@ class TeacherClient:
 
 class _MalformedBody(Exception):
     pass
+
+
+class _FormatRejected(Exception):
+    """The server explicitly refused the current `response_format` (probe only)."""
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return f"{parts.scheme}://{netloc}{parts.path}".rstrip("/")

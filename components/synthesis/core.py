@@ -40,7 +40,7 @@ from components.common.tracking import step_run
 from components.synthesis import contexts
 from components.synthesis.cache import CachedReply, ReplyCache, input_hash
 from components.synthesis.client import RetryPolicy, TeacherClient, TransportFailure, load_api_key
-from components.synthesis.quality import Deduplicator, Grounding
+from components.synthesis.quality import PREFIX, Deduplicator, Grounding, content_words
 from components.synthesis.ratelimit import RateLimiter
 
 PROMPT_DIR = Path(__file__).resolve().parent / "prompts"
@@ -77,6 +77,10 @@ class SynthesisConfig(StepConfig):
     max_replies: int = Field(default=3, ge=1)  # replies per product before `invalid_*` quarantine
     min_support: float = Field(default=0.6, ge=0, le=1)
     min_answer_words: int = Field(default=2, ge=0)
+    # Ask again (up to max_replies) when a valid reply has no pair that passes the filter: worth it
+    # for a weak local teacher; costs calls on a paid one. The dropped pairs are still recorded.
+    regenerate_ungrounded: bool = False
+    check_model: bool = True  # GET /v1/models first; stop if the model is not served (see client.py)
     cache_dir: Path = Path(".prodtune/cache/synthesis")
     prices: dict[str, Price] = Field(default_factory=dict)  # USD per million tokens, by model id
     seed: int = 0
@@ -96,18 +100,68 @@ class SynthesisConfig(StepConfig):
 
 
 @dataclass(frozen=True)
+class Example:
+    """A worked example, sent as one user/assistant exchange before the product (few-shot)."""
+
+    title: str
+    content: str
+    reply: str
+
+
+@dataclass(frozen=True)
 class PromptTemplate:
     version: str
     system: str
     user: str
     path: Path
     sha256: str
+    examples: tuple[Example, ...] = ()
 
-    def messages(self, k: int, title: str, content: str) -> list[dict[str, str]]:
+    def render_user(self, k: int, title: str, content: str, attempt: int = 0) -> str:
         # str.replace, not str.format: product text is full of braces.
-        user = self.user.replace("{k}", str(k)).replace("{title}", title.strip())
-        user = user.replace("{content}", content.strip())
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+        title, content = title.strip(), content.strip()
+        if "{facts}" in self.user:  # extract-then-phrase: the step names the facts to ask about
+            facts = select_facts(title, content, k, skip=attempt * k)
+            k = len(facts)
+            user = self.user.replace("{facts}", "\n".join(f"- {f}" for f in facts))
+        else:
+            user = self.user
+        user = user.replace("{k}", str(k)).replace("{title}", title)
+        return user.replace("{content}", content)
+
+    def messages(self, k: int, title: str, content: str, attempt: int = 0) -> list[dict[str, str]]:
+        messages = [{"role": "system", "content": self.system}]
+        for ex in self.examples:
+            messages.append({"role": "user", "content": self.render_user(1, ex.title, ex.content)})
+            messages.append({"role": "assistant", "content": ex.reply})
+        messages.append({"role": "user", "content": self.render_user(k, title, content, attempt)})
+        return messages
+
+
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def select_facts(title: str, content: str, k: int, skip: int = 0) -> list[str]:
+    """Up to k sentences of the description worth a question, in text order.
+
+    A candidate has at least 3 content words and at most 300 characters; candidates are ranked by
+    how many of the title's words they restate (facts about the product itself, not seller
+    boilerplate), then by whether they hold a number, then by position. `skip` passes over the
+    best ones (a second request asks about the next facts), wrapping around when they run out."""
+    title_keys = {w[:PREFIX] for w in content_words(title)}
+    candidates = []
+    for pos, sentence in enumerate(s.strip() for s in _SENTENCE_SPLIT.split(content)):
+        words = content_words(sentence)
+        if len(words) < 3 or len(sentence) > 300:
+            continue
+        shared = len({w[:PREFIX] for w in words} & title_keys)
+        candidates.append((-shared, not any(ch.isdigit() for ch in sentence), pos, sentence))
+    ranked = sorted(candidates)
+    if ranked and skip:
+        start = skip % len(ranked)
+        ranked = ranked[start:] + ranked[:start]
+    chosen = sorted(ranked[:k], key=lambda c: c[2])
+    return [c[3] for c in chosen] or [content[:300].strip()]
 
 
 def load_prompt(name: str) -> PromptTemplate:
@@ -122,8 +176,19 @@ def load_prompt(name: str) -> PromptTemplate:
     for slot in ("{k}", "{title}", "{content}"):
         if slot not in data["user"]:
             raise InputError(f"user template lacks {slot}", path=path, field="user")
+    examples = []
+    for i, ex in enumerate(data.get("examples") or []):
+        if not isinstance(ex, dict) or not all(
+            isinstance(ex.get(k), str) for k in ("title", "content", "reply")
+        ):
+            raise InputError(
+                "each example needs string 'title', 'content' and 'reply'", path=path, field=f"examples.{i}"
+            )
+        if parse_reply(ex["reply"]).pairs is None:
+            raise InputError("example reply is not a valid reply", path=path, field=f"examples.{i}.reply")
+        examples.append(Example(ex["title"], ex["content"], ex["reply"]))
     return PromptTemplate(
-        data["version"], data["system"], data["user"], path, hashlib.sha256(raw).hexdigest()
+        data["version"], data["system"], data["user"], path, hashlib.sha256(raw).hexdigest(), tuple(examples)
     )
 
 
@@ -258,6 +323,18 @@ class Outcome:
     replies: int = 0  # replies on disk for this product
     calls: int = 0  # replies fetched in this run (the rest came from the cache)
     usage: Counter[str] = field(default_factory=Counter)
+    rejected: list[QAPair] = field(default_factory=list)  # pairs of replies replaced by a new request
+
+
+def _grounded(grounding: Grounding, pair: QAPair) -> bool:
+    return grounding.check(pair.answer).keep and grounding.check_question(pair.question) is None
+
+
+def _settle(outcome: Outcome, valid: list[list[QAPair]]) -> Outcome:
+    """The last valid reply is the product's; earlier ones are recorded as dropped pairs."""
+    outcome.pairs = valid[-1]
+    outcome.rejected = [pair for pairs in valid[:-1] for pair in pairs]
+    return outcome
 
 
 class Synthesizer:
@@ -270,20 +347,39 @@ class Synthesizer:
         self.cache = cache
 
     async def product(self, product: Product) -> Outcome:
+        """Ask until a reply is valid (and, with `regenerate_ungrounded`, has a grounded pair).
+
+        The n-th request for a product renders the prompt with `attempt=n`, so an extract-then-phrase
+        prompt (qa_v2) asks about the next facts, and a resumed run rebuilds the same messages."""
         cfg = self.config
-        messages = self.prompt.messages(cfg.pairs_per_product, product.title, product.content)
+        k = cfg.pairs_per_product
         entry = self.cache.load(product.uid, input_hash(product.title, product.content))
         outcome = Outcome(replies=len(entry.replies))
         parsed = ParseResult(None, "invalid_json", "no reply")
-        for reply in entry.replies:  # resume: a cached valid reply costs nothing
+        grounding = (
+            Grounding(product.title, product.content, min_support=cfg.min_support,
+                      min_answer_words=cfg.min_answer_words)
+            if cfg.regenerate_ungrounded else None
+        )  # fmt: skip
+        valid: list[list[QAPair]] = []
+
+        def good(result: ParseResult) -> bool:
+            if result.pairs is None:
+                return False
+            valid.append(result.pairs)
+            return grounding is None or any(_grounded(grounding, pair) for pair in result.pairs[:k])
+
+        for reply in entry.replies:  # resume: a cached good reply costs nothing
             parsed = parse_reply(reply.content, reply.finish_reason)
-            if parsed.pairs is not None:
-                outcome.pairs = parsed.pairs
-                return outcome
+            if good(parsed):
+                return _settle(outcome, valid)
         while len(entry.replies) < cfg.max_replies:
+            messages = self.prompt.messages(k, product.title, product.content, attempt=len(entry.replies))
             try:
                 done = await self.client.complete(messages, uid=product.uid, max_tokens=cfg.max_tokens)
             except TransportFailure as exc:
+                if valid:  # an earlier valid reply still goes through the filter
+                    return _settle(outcome, valid)
                 outcome.reason, outcome.detail = exc.reason, exc.detail
                 return outcome
             # on disk before it is used; in a thread, as fsync would stall every other request
@@ -293,9 +389,10 @@ class Synthesizer:
             outcome.replies += 1
             outcome.usage.update(done.usage)
             parsed = parse_reply(done.content, done.finish_reason)
-            if parsed.pairs is not None:
-                outcome.pairs = parsed.pairs
-                return outcome
+            if good(parsed):
+                return _settle(outcome, valid)
+        if valid:  # valid but ungrounded: the filter drops (and records) its pairs
+            return _settle(outcome, valid)
         outcome.reason, outcome.detail = parsed.reason, parsed.detail
         return outcome
 
@@ -435,6 +532,8 @@ async def _fetch_all(
     )
     cache = ReplyCache(config.cache_dir, prompt.version + "-" + prompt.sha256[:8], config.model)
     try:
+        if config.check_model and products:
+            await client.check_model()
         outcomes = await Synthesizer(config, prompt, client, cache).run(products, progress)
     finally:
         await client.close()
@@ -486,6 +585,16 @@ def _write_outputs(
             min_support=config.min_support,
             min_answer_words=config.min_answer_words,
         )
+        for pair in outcome.rejected:  # replies replaced by a new request: recorded, never kept
+            pair_counts["generated"] += 1
+            answer = grounding.check(pair.answer)
+            verdict = grounding.check_question(pair.question) or answer
+            reason = verdict.reason or "beyond_k"
+            pair_counts["dropped:" + reason] += 1
+            dropped.append(
+                {"uid": product.uid, "reason": reason, "support": round(answer.support, 3),
+                 "detail": verdict.detail, "question": pair.question, "answer": pair.answer, "replaced": True}
+            )  # fmt: skip
         seen: set[str] = set()
         kept = 0
         for index, pair in enumerate(outcome.pairs):

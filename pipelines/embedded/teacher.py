@@ -20,24 +20,26 @@ import time
 from pathlib import Path
 
 import httpx
+import yaml
 from pydantic import SecretStr
 
 from components.common.errors import InputError
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2-135m-instruct"
-# Synthesis settings for the small CPU teacher (merge into the step config): one request at a time,
-# short replies, low temperature; the server rejects OpenAI's json_schema and the client falls back
-# to llama.cpp's grammar-constrained json_object+schema on its own.
-LOCAL_TEACHER_CONFIG = {
-    "model": MODEL_ALIAS,
-    "concurrency": 1,
-    "pairs_per_product": 2,
-    "max_tokens": 200,
-    "temperature": 0.2,
-    "timeout_s": 300,
-    "max_replies": 2,
-}
+# Synthesis settings for the small CPU teacher (merged into the step config by `--local-teacher`):
+# read from the embedded profile's recipe, pipelines/configs/local/synthesis.yaml, which owns them.
+LOCAL_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "local" / "synthesis.yaml"
+_TEACHER_KEYS = ("model", "prompt", "concurrency", "pairs_per_product", "max_tokens", "temperature",
+                 "timeout_s", "max_replies", "regenerate_ungrounded")  # fmt: skip
+
+
+def _local_teacher_config() -> dict[str, object]:
+    recipe = yaml.safe_load(LOCAL_RECIPE.read_text(encoding="utf-8"))
+    return {k: recipe[k] for k in _TEACHER_KEYS if k in recipe}
+
+
+LOCAL_TEACHER_CONFIG = _local_teacher_config()
 
 
 def default_model_path() -> Path:

@@ -4,6 +4,8 @@ It reads the product title/description out of the prompt and answers with Q&A pa
 that text (so they pass the grounding filter), unless the schedule says otherwise. Faults:
 
     ok          a valid reply
+    500_format  HTTP 500 whose body quotes the request (`response_format` included) without refusing
+                it: an internal error, not an "unsupported" answer
     429         HTTP 429 with `Retry-After: <retry_after>` seconds
     500, 503    HTTP 5xx with an OpenAI-style error body
     malformed   HTTP 200 whose body is not JSON (a truncated proxy reply)
@@ -15,6 +17,10 @@ that text (so they pass the grounding filter), unless the schedule says otherwis
 
 The schedule is per product (the n-th request for uid X gets `per_uid[X][n]`, "ok" past the end)
 or per request number (`by_request[n]`, 1-based), or any callable `(uid, n_uid, n_total) -> fault`.
+`served_models` is what GET /v1/models lists (None, the default: it answers 404 there, like a
+gateway that lists nothing, and serves any model); with `unknown_model_status` set, a chat request
+for any other model gets that status (a stock llama.cpp server answers 500). `reject_json_schema`
+answers `response_format: json_schema` with `reject_status` and an explicit refusal.
 Every request is logged (uid, fault, time) in `log` before it is answered; tests assert on it.
 `max_in_flight` is the most requests the server was answering at once.
 """
@@ -33,7 +39,7 @@ from typing import Any
 
 UID_HEADER = "X-Prodtune-Uid"
 _TITLE = re.compile(r"^Title: (.*)$", re.MULTILINE)
-_DESC = re.compile(r"^Description: (.*)", re.MULTILINE | re.DOTALL)
+_DESC = re.compile(r"^Description: (.*?)(?:\nFacts:|\Z)", re.MULTILINE | re.DOTALL)
 _K = re.compile(r"Write (\d+) question")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
@@ -75,6 +81,8 @@ class FaultServer:
         api_key: str | None = None,
         reject_json_schema: bool = False,
         reject_status: int = 400,
+        served_models: tuple[str, ...] | None = None,
+        unknown_model_status: int | None = None,
     ) -> None:
         self.latency_s = latency_s
         self.per_uid = per_uid or {}
@@ -85,6 +93,9 @@ class FaultServer:
         self.api_key = api_key
         self.reject_json_schema = reject_json_schema
         self.reject_status = reject_status  # OpenAI says 400; llama-cpp-python's server says 500
+        self.served_models = served_models
+        self.unknown_model_status = unknown_model_status
+        self.models_requests = 0
         self.log: list[LoggedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -173,7 +184,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/v1/models":
-            self._send(200, json.dumps({"object": "list", "data": [{"id": "fault-model"}]}).encode())
+            srv = self.fault_server
+            with srv._lock:
+                srv.models_requests += 1
+            if srv.served_models is None:  # like a gateway that serves any model and lists none
+                return self._error(404, "not found")
+            data = [{"id": m, "object": "model", "owned_by": "me"} for m in srv.served_models]
+            self._send(200, json.dumps({"object": "list", "data": data}).encode())
         else:
             self._error(404, "not found")
 
@@ -196,6 +213,8 @@ class _Handler(BaseHTTPRequestHandler):
         if srv.api_key and self.headers.get("Authorization") != f"Bearer {srv.api_key}":
             return self._error(401, "invalid api key")
         fmt = (request.get("response_format") or {}).get("type")
+        if srv.unknown_model_status and request.get("model") not in (srv.served_models or ()):
+            return self._error(srv.unknown_model_status, "Internal Server Error")
         fault = srv._decide(self.headers.get(UID_HEADER, "?"), fmt)
         if fault == "drop":
             self.close_connection = True
@@ -208,9 +227,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(429, "rate limited", {"Retry-After": f"{srv.retry_after:g}"})
         if fault in ("500", "503"):
             return self._error(int(fault), "server error")
+        if fault == "500_format":
+            return self._error(500, f"internal error: KV cache full (request had response_format={fmt})")
         if fault == "malformed":
             return self._send(200, b'{"id": "chatcmpl-x", "choices": [{"message": {"content": "{\\"pa')
-        user = next((m["content"] for m in request.get("messages", []) if m.get("role") == "user"), "")
+        # the last user message is the product (earlier ones are worked examples)
+        user = next(
+            (m["content"] for m in reversed(request.get("messages", [])) if m.get("role") == "user"), ""
+        )
         content = {
             "invalid": json.dumps({"pairs": "none"}),
             "prose": "Sure! Here are some questions about the product.",

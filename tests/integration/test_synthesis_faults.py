@@ -254,3 +254,49 @@ def test_cli_reads_openai_env_and_never_prints_the_key(servers, tmp_path, monkey
     result = CliRunner().invoke(app, [*args[:-2], str(tmp_path / "cache2"), "--no-progress"])
     assert isinstance(result.exception, InputError)
     assert "refused the API key" in str(result.exception) and "sk-wrong" not in str(result.exception)
+
+
+def test_a_model_the_server_does_not_serve_fails_fast_naming_both(servers, tmp_path):
+    from components.synthesis.client import TeacherModelError
+
+    # what a stock llama.cpp server does when asked for a model it does not have: 500 to everything
+    srv = servers(served_models=("smollm2-135m-instruct",), unknown_model_status=500)
+    inp = write_products(tmp_path / "data-5.csv", 5)
+    with pytest.raises(TeacherModelError) as err:
+        run(config(srv, tmp_path, model="gpt-4o-mini"), inp, tmp_path / "out")
+    message = str(err.value)
+    assert "'gpt-4o-mini'" in message and "smollm2-135m-instruct" in message and "\n" not in message
+    assert srv.models_requests == 1 and srv.count() == 0  # no chat request, nothing quarantined
+    assert not (tmp_path / "out" / "synthesis-summary.json").exists()
+
+
+def test_a_500_is_retried_and_never_changes_the_output_format(servers, tmp_path):
+    # 500s before any success: the old client took them for "format unsupported" and stepped down
+    srv = servers(by_request={1: "500", 2: "500_format", 3: "503"})
+    inp = write_products(tmp_path / "data-6.csv", 6)
+    summary = run(config(srv, tmp_path, concurrency=4), inp, tmp_path / "out")
+    assert summary["with_pairs"] == 6 and summary["format_fallbacks"] == 0
+    assert summary["format_mode"] == "json_schema" and summary["retries"] == 3
+    assert {r.response_format for r in srv.log} == {"json_schema"}
+
+
+@pytest.mark.parametrize("status", [400, 500])
+def test_format_steps_down_once_however_many_requests_are_in_flight(servers, tmp_path, status):
+    srv = servers(reject_json_schema=True, reject_status=status, latency_s=0.05)
+    inp = write_products(tmp_path / "data-24.csv", 24)
+    summary = run(config(srv, tmp_path, concurrency=8), inp, tmp_path / "out")
+    assert summary["with_pairs"] == 24
+    assert summary["format_mode"] == "json_object_schema" and summary["format_fallbacks"] == 1
+    formats = [r.response_format for r in srv.log]
+    assert formats == ["json_schema"] + ["json_object"] * 24  # one probe, then the decided mode
+    assert srv.max_in_flight > 1  # after the decision, requests run concurrently again
+
+
+def test_qa_v2_names_the_facts_and_keeps_grounded_pairs(servers, tmp_path):
+    srv = servers(served_models=("other-model", "fault-model"), unknown_model_status=500)
+    inp = write_products(tmp_path / "data-5.csv", 5)
+    summary = run(config(srv, tmp_path, prompt="qa_v2", pairs_per_product=1), inp, tmp_path / "out")
+    assert summary["with_pairs"] == 5 and summary["prompt_version"] == "qa-v2"
+    qa = read_jsonl(tmp_path / "out" / "dados-fine-tunning.jsonl")
+    assert len(qa) == 5 and {r["meta"]["prompt_version"] for r in qa} == {"qa-v2"}
+    assert srv.models_requests == 1  # the model check passed: the model is served

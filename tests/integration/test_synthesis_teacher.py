@@ -79,3 +79,31 @@ def test_local_teacher_end_to_end(teacher, tmp_path):
     assert (tmp_path / "again" / "dados-fine-tunning.jsonl").read_bytes() == (
         out / "dados-fine-tunning.jsonl"
     ).read_bytes()
+
+
+def test_a_model_the_real_server_does_not_serve_fails_fast(teacher, tmp_path):
+    """llama-cpp-python's server answers a request for any model with its own (HTTP 200): without
+    the check, a default config would silently train on a model nobody asked for."""
+    from components.synthesis.client import TeacherModelError
+
+    inp = tmp_path / "data-3.csv"
+    pd.DataFrame(PRODUCTS, columns=["uid", "title", "content", "split"]).to_csv(inp, index=False)
+    cfg = SynthesisConfig(base_url=teacher.base_url, model="gpt-4o-mini", cache_dir=tmp_path / "cache")
+    with pytest.raises(TeacherModelError, match=r"'gpt-4o-mini'.*offers: smollm2-135m-instruct"):
+        run_synthesis(cfg, inp, tmp_path / "out", environ=teacher.env(), progress=False)
+
+
+def test_default_concurrency_steps_the_format_down_once_on_the_real_server(teacher, tmp_path):
+    """The default config sends 8 requests at once; each json_schema request gets the server's 500.
+    The old client stepped down once per rejection, into plain text, and quarantined everything."""
+    inp = tmp_path / "data-3.csv"
+    pd.DataFrame(PRODUCTS, columns=["uid", "title", "content", "split"]).to_csv(inp, index=False)
+    cfg = SynthesisConfig(
+        base_url=teacher.base_url, model=MODEL_ALIAS, prompt="qa_v2", pairs_per_product=1,
+        max_tokens=96, temperature=0.2, concurrency=8, max_replies=1, timeout_s=300,
+        cache_dir=tmp_path / "cache",
+    )  # fmt: skip
+    summary = run_synthesis(cfg, inp, tmp_path / "out", environ=teacher.env(), progress=False)
+    assert summary["format_mode"] == "json_object_schema" and summary["format_fallbacks"] == 1
+    assert summary["quarantined"].get("invalid_json", 0) == 0
+    assert summary["requests"] == 4  # one rejected probe, then one reply per product

@@ -60,3 +60,22 @@ def test_response_format_modes():
         "schema": bounded,
     }
     assert response_format_for("none", schema, bounded) is None
+
+
+def test_only_an_explicit_refusal_counts_as_format_unsupported():
+    from components.synthesis.client import is_format_rejection
+
+    llama_cpp = "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\"}]"
+    assert is_format_rejection(500, llama_cpp)
+    assert is_format_rejection(
+        400, "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model."
+    )
+    assert not is_format_rejection(500, "Internal Server Error")
+    assert not is_format_rejection(500, "KV cache full (request had response_format=json_schema)")
+    assert not is_format_rejection(503, llama_cpp)  # a 503 is an overloaded server, whatever it says
+    echoed = (
+        "error in {'messages': [...], 'response_format': {'type': 'json_schema'}}"
+        + " x" * 200
+        + " unsupported"
+    )
+    assert not is_format_rejection(500, echoed)  # the phrase must be about the field

@@ -5,7 +5,10 @@ from components.synthesis.core import PROMPT_DIR, load_prompt, parse_reply, repl
 
 # Replies are cached by prompt version: editing a released prompt without a new version would
 # silently mix old and new data. If this fails, put your change in a new qa_vN.yaml instead.
-FROZEN = {"qa_v1.yaml": ("qa-v1", "f166c3a6dde3c1cccf010fc69542be9f96aed2c05615729f4ca92bbc2caae870")}
+FROZEN = {
+    "qa_v1.yaml": ("qa-v1", "f166c3a6dde3c1cccf010fc69542be9f96aed2c05615729f4ca92bbc2caae870"),
+    "qa_v2.yaml": ("qa-v2", "2db566d81e476ebf91c6de51aaaf91733839a26dae71580b614b35e1bab69177"),
+}
 
 
 def test_released_prompts_are_frozen():
@@ -70,3 +73,47 @@ def test_list_markers_are_formatting_not_content():
     assert pair.question == "Is it red?" and pair.answer == "It is 12 inches long."
     (pair,) = parse_reply('{"pairs": [{"question": "Size?", "answer": "12 inches."}]}', "stop").pairs
     assert pair.answer == "12 inches."  # a number that is content stays
+
+
+def test_select_facts_prefers_sentences_that_restate_the_title():
+    from components.synthesis.core import select_facts
+
+    title = "Kuro Insulated Travel Mug - Stainless Steel, Black, 450 ml"
+    content = ("Satisfaction guaranteed or your money back. It holds 450 ml of coffee or tea. "
+               "The Kuro travel mug is made of stainless steel in black. Ships in a recyclable box.")  # fmt: skip
+    assert select_facts(title, content, 1) == ["The Kuro travel mug is made of stainless steel in black."]
+    assert select_facts(title, content, 2) == [
+        "It holds 450 ml of coffee or tea.",
+        "The Kuro travel mug is made of stainless steel in black.",
+    ]  # text order, the boilerplate left out
+    assert select_facts(title, content, 1, skip=1) == [
+        "It holds 450 ml of coffee or tea."
+    ]  # a second request
+    assert select_facts(title, content, 1, skip=4) == select_facts(title, content, 1)  # wraps around
+    assert select_facts("Mug", "Tiny.", 2) == ["Tiny."]  # nothing to choose: the text itself
+
+
+def test_qa_v2_sends_worked_examples_then_the_product_with_its_facts():
+    prompt = load_prompt("qa_v2")
+    messages = prompt.messages(
+        1, "Zenith Backpack Nylon 30L", "Meet the Zenith backpack: made of nylon. Ideal {x}."
+    )
+    roles = [m["role"] for m in messages]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert all(parse_reply(m["content"]).pairs for m in messages if m["role"] == "assistant")
+    last = messages[-1]["content"]
+    assert "Facts:\n- Meet the Zenith backpack: made of nylon." in last and "Ideal {x}." in last
+    assert "Write 1 question/answer pair(s)" in last
+    # a Portuguese worked example is there for Portuguese products
+    assert any("De que material" in m["content"] for m in messages)
+
+
+def test_a_prompt_with_a_broken_example_is_refused(tmp_path):
+    bad = tmp_path / "qa_bad.yaml"
+    bad.write_text(
+        "version: qa-bad\nsystem: s\nuser: '{k} {title} {content}'\n"
+        "examples:\n  - {title: t, content: c, reply: 'not json'}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InputError, match="example reply"):
+        load_prompt(str(bad))
