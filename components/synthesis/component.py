@@ -15,7 +15,8 @@ def synthesis(sample: Input[Dataset], config_json: str, dataset: Output[Dataset]
     from components.synthesis.core import SynthesisConfig, run_synthesis
 
     config = SynthesisConfig.model_validate(json.loads(config_json or "{}"))
-    summary = run_synthesis(config, Path(sample.path), Path(dataset.path), progress=False)
+    # progress: tqdm lines reach the run view through the task log (`prodtune run` shows a bar)
+    summary = run_synthesis(config, Path(sample.path), Path(dataset.path), progress=True)
     dataset.metadata.update(
         {
             "products": summary["products"],

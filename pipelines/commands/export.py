@@ -92,8 +92,9 @@ def models(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from pipelines.console import make_console
 
     table = Table("model", "version", "aliases", "gate", "level", "gguf", "sha256")
     for r in rows:
@@ -106,7 +107,7 @@ def models(
             str(r["gguf_uri"]),
             (r["gguf_sha256"] or "")[:12],
         )
-    Console().print(table)
+    make_console().print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -43,18 +43,37 @@ def index(
     ] = None,
 ) -> None:
     """Embed title + description of every product and store the vectors; prints a JSON summary."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    summary = build_index(catalogue, out, backend=backend, limit=limit, batch_size=batch_size, ivf=ivf)
+    typer.echo(json.dumps(summary))
+
+
+def build_index(
+    catalogue: Path,
+    out: Path | None = None,
+    *,
+    backend: str = "embedded",
+    limit: int | None = None,
+    batch_size: int = 256,
+    ivf: bool | None = None,
+) -> dict:
+    """Embed and store the catalogue; returns the summary `prodtune index` prints."""
     from components.common.errors import InputError
     from serving.config import ServingSettings
     from serving.retrieval.embedded import EmbeddedStore
     from serving.retrieval.embedder import SentenceEmbedder
     from serving.retrieval.indexer import index_catalogue
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     if backend not in ("embedded", "weaviate"):
         raise InputError("backend must be 'embedded' or 'weaviate'", field="backend")
     settings = ServingSettings()
     embedder = SentenceEmbedder(settings.embedding_model_path)
-    kwargs = {"batch_size": batch_size, "content_chars": settings.index_content_chars, "limit": limit}
+    kwargs = {
+        "batch_size": batch_size,
+        "content_chars": settings.index_content_chars,
+        "limit": limit,
+        "progress": sys.stderr.isatty(),  # a bar for people; nothing in logs and pipes
+    }
     if backend == "weaviate":
         from serving.retrieval.weaviate_store import WeaviateStore, connect_weaviate
 
@@ -62,14 +81,13 @@ def index(
             summary = index_catalogue(
                 catalogue, WeaviateStore(client, settings.weaviate_collection), embedder, **kwargs
             )
-        typer.echo(json.dumps({**summary.as_dict(), "backend": "weaviate"}))
-        return
+        return {**summary.as_dict(), "backend": "weaviate"}
     store = EmbeddedStore(embedder.dim, nprobe=settings.ivf_nprobe)
     summary = index_catalogue(catalogue, store, embedder, **kwargs)
     if ivf if ivf is not None else store.count() > 50_000:
         store.build_index(progress=True)
     target = store.save(out or settings.store_path)
-    typer.echo(json.dumps({**summary.as_dict(), "backend": "embedded", "store": str(target)}))
+    return {**summary.as_dict(), "backend": "embedded", "store": str(target)}
 
 
 def register(app: typer.Typer) -> None:
