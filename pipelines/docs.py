@@ -253,9 +253,15 @@ def recipes(root: Path) -> str:
     loaded = {col: _flatten(_raw_yaml(root / path)) for col, path in RECIPES.items()}
     rows = []
     for name, dflt in config_defaults().items():
-        values = [_yaml_value(loaded[col][name]) if name in loaded[col] else f"({_yaml_value(dflt)})" for col in RECIPES]
+        values = [
+            _yaml_value(loaded[col][name]) if name in loaded[col] else f"({_yaml_value(dflt)})"
+            for col in RECIPES
+        ]
         rows.append([f"`{name}`", *values, PARAM_NOTES.get(name, "")])
-    return _table(["parameter", *RECIPES, "what it does"], rows) + "\n(parenthesised: not in the file, the default applies)\n"
+    return (
+        _table(["parameter", *RECIPES, "what it does"], rows)
+        + "\n(parenthesised: not in the file, the default applies)\n"
+    )
 
 
 def _yaml_value(v: Any) -> str:
@@ -290,9 +296,19 @@ def gpu_budget(root: Path) -> str:
                 "yes" if peak < 16 else "**no**",
             ]
         )
-    header = ["model", "recipe", "backend", "seq x batch x accum", "4-bit", "grad. ckpt", "peak reserved GiB", "< 16 GiB"]
-    return f"Measured on {data['card']} ({data['date_utc']}), `benchmarks/finetune_gpu/results.json`:\n\n" + _table(
-        header, rows, "llllllrl"
+    header = [
+        "model",
+        "recipe",
+        "backend",
+        "seq x batch x accum",
+        "4-bit",
+        "grad. ckpt",
+        "peak reserved GiB",
+        "< 16 GiB",
+    ]
+    return (
+        f"Measured on {data['card']} ({data['date_utc']}), `benchmarks/finetune_gpu/results.json`:\n\n"
+        + _table(header, rows, "llllllrl")
     )
 
 
@@ -322,11 +338,23 @@ def eval_section(task: str) -> Callable[[Path], str]:
             g, reg = exp.get("eval_gate", {}), exp.get("registry", {})
             gate = (
                 f"\nExport eval gate on `{exp.get('serve_level')}`: {'passed' if g.get('passed') else 'failed'}"
-                + (f" (improvement {g['improvement']:+.3f} nats/token)" if isinstance(g.get("improvement"), float) else "")
-                + (f"; registered `{reg['model_name']}` v{reg['version']} with aliases {', '.join(reg.get('aliases', []))}" if reg.get("version") else "")
+                + (
+                    f" (improvement {g['improvement']:+.3f} nats/token)"
+                    if isinstance(g.get("improvement"), float)
+                    else ""
+                )
+                + (
+                    f"; registered `{reg['model_name']}` v{reg['version']} with aliases {', '.join(reg.get('aliases', []))}"
+                    if reg.get("version")
+                    else ""
+                )
                 + ".\n"
             )
-        plot = f"\n![{task} loss](media/loss-{task}.png)\n" if (root / MEDIA / f"loss-{task}.png").is_file() else ""
+        plot = (
+            f"\n![{task} loss](media/loss-{task}.png)\n"
+            if (root / MEDIA / f"loss-{task}.png").is_file()
+            else ""
+        )
         samples = "".join(
             f"\n- input `{' '.join(s['input'].split())[-120:]}`\n  - reference: {' '.join(s['reference'].split())[:200]}"
             f"\n  - base: {' '.join(s['base'].split())[:200]}\n  - fine-tuned: {' '.join(s['finetuned'].split())[:200]}"
@@ -398,8 +426,18 @@ def artifact_locations(root: Path) -> str:
             ]
         )
     rows += [
-        ["step runs (params, metrics, summaries, loss plots)", "`s3://<bucket>/mlflow/` (proxied by the MLflow server)", "experiment `prodtune`, one run per step, tag `prodtune.pipeline_run`", ""],
-        ["pipeline artifacts between steps", "KFP: the pipeline root (`s3://...` on a cluster); local: `local_outputs/<run>/<task>/`", "-", ""],
+        [
+            "step runs (params, metrics, summaries, loss plots)",
+            "`s3://<bucket>/mlflow/` (proxied by the MLflow server)",
+            "experiment `prodtune`, one run per step, tag `prodtune.pipeline_run`",
+            "",
+        ],
+        [
+            "pipeline artifacts between steps",
+            "KFP: the pipeline root (`s3://...` on a cluster); local: `local_outputs/<run>/<task>/`",
+            "-",
+            "",
+        ],
     ]
     return _table(["artifact", "where (S3)", "MLflow", "latest run"], rows)
 
@@ -445,7 +483,10 @@ def fill(text: str, sections: dict[str, Callable[[Path], str]], root: Path, doc:
 
 
 def render_all(root: Path = ROOT) -> dict[Path, str]:
-    return {root / doc: fill((root / doc).read_text(encoding="utf-8"), secs, root, doc) for doc, secs in SECTIONS.items()}
+    return {
+        root / doc: fill((root / doc).read_text(encoding="utf-8"), secs, root, doc)
+        for doc, secs in SECTIONS.items()
+    }
 
 
 def stale(root: Path = ROOT) -> list[Path]:

@@ -132,7 +132,9 @@ class StepView:
         bar = parse_tqdm(text)
         if bar:
             done, total, desc = bar
-            self._progress.update(self._bar, completed=done, total=total, note=f"{desc or ''} {done:g}/{total:g}")
+            self._progress.update(
+                self._bar, completed=done, total=total, note=f"{desc or ''} {done:g}/{total:g}"
+            )
         else:
             width = max(20, self.console.width - 70)
             self._progress.update(self._bar, note=escape(text[:width]))

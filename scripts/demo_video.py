@@ -115,14 +115,20 @@ def ask(rec: Recorder, ui: str, text: str, threshold_steps_down: int, max_wait: 
     driver = rec.driver
     driver.get(ui)
     wait = WebDriverWait(driver, 120)
-    box = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, 'input[aria-label="Question or product title"]')))
+    box = wait.until(
+        ec.element_to_be_clickable((By.CSS_SELECTOR, 'input[aria-label="Question or product title"]'))
+    )
     time.sleep(1.5)
     if threshold_steps_down:
-        slider = driver.find_element(By.CSS_SELECTOR, 'input[type="range"][aria-label="Similarity threshold (%)"]')
+        slider = driver.find_element(
+            By.CSS_SELECTOR, 'input[type="range"][aria-label="Similarity threshold (%)"]'
+        )
         slider.find_element(By.XPATH, "../..").click()
         ActionChains(driver).send_keys(Keys.ARROW_LEFT * threshold_steps_down).perform()
         time.sleep(1.5)
-        box = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, 'input[aria-label="Question or product title"]')))
+        box = wait.until(
+            ec.element_to_be_clickable((By.CSS_SELECTOR, 'input[aria-label="Question or product title"]'))
+        )
     box.click()
     for i in range(0, len(text), 6):  # typed in chunks: a few frames of typing, not one per key
         box.send_keys(text[i : i + 6])
@@ -156,7 +162,9 @@ def main() -> None:
     p.add_argument("--max-wait", type=float, default=150.0, help="seconds to film one answer at most")
     args = p.parse_args()
     if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        raise SystemExit("needs Debian chromium and chromium-driver (apt-get install -y chromium chromium-driver)")
+        raise SystemExit(
+            "needs Debian chromium and chromium-driver (apt-get install -y chromium chromium-driver)"
+        )
     driver = browser(args.frames / "profile")
     try:
         rec = Recorder(driver, args.frames)
@@ -173,7 +181,9 @@ def main() -> None:
         rec.card(f"<h1>2. A question about the catalogue</h1><p>{html.escape(args.question)}</p>", 2.0)
         ask(rec, args.ui, args.question, args.threshold_steps_down, args.max_wait)
         listing = rec.write_list()
-        print(json.dumps({"frames": len(rec.entries), "seconds": round(rec.seconds, 1), "list": str(listing)}))
+        print(
+            json.dumps({"frames": len(rec.entries), "seconds": round(rec.seconds, 1), "list": str(listing)})
+        )
     finally:
         driver.quit()
 

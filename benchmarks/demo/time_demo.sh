@@ -10,6 +10,8 @@
 #              llama-cpp-python wheel is built from its sdist and the model is fetched again.
 #   --again    then run the same command a second time in the same clone ("a later run").
 #   --keep     leave the clone and its embedded services running (default: stop and remove them).
+#   --reuse    measure a later run in the clone a --keep run left in --workdir (after `git pull`
+#              there, say): venv, caches, data and services already there.
 #
 # Demo args default to `--no-serve`. Results: one JSON object per measured command appended to
 # benchmarks/demo/results.jsonl, with per-phase seconds taken from the timestamped output
@@ -17,12 +19,13 @@
 # every 15 s. The full output of each command is kept next to it in the work dir.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-COLD=0 AGAIN=0 KEEP=0 WORK=""
+COLD=0 AGAIN=0 KEEP=0 REUSE=0 WORK=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --cold) COLD=1 ;;
     --again) AGAIN=1 ;;
     --keep) KEEP=1 ;;
+    --reuse) REUSE=1; KEEP=1 ;;
     --workdir) WORK=$2; shift ;;
     --) shift; break ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -36,9 +39,12 @@ mkdir -p "$WORK"
 RESULTS="$ROOT/benchmarks/demo/results.jsonl"
 commit=$(git -C "$ROOT" rev-parse HEAD)
 
-git clone --quiet --no-local "$ROOT" "$WORK/prodtune"
-git -C "$WORK/prodtune" checkout --quiet "$commit"
+if [ "$REUSE" = 0 ]; then
+  git clone --quiet --no-local "$ROOT" "$WORK/prodtune"
+  git -C "$WORK/prodtune" checkout --quiet "$commit"
+fi
 cd "$WORK/prodtune"
+commit=$(git rev-parse HEAD)
 
 env_args=(env -u PYTHONPATH -u VIRTUAL_ENV -u MLFLOW_TRACKING_URI -u PRODTUNE_HOME -u PRODTUNE_VENV)
 if [ "$COLD" = 1 ]; then
@@ -89,7 +95,7 @@ PY
 }
 
 status=0
-measure first || status=$?
+if [ "$REUSE" = 1 ]; then measure later || status=$?; else measure first || status=$?; fi
 if [ "$AGAIN" = 1 ] && [ "$status" = 0 ]; then measure again || status=$?; fi
 if [ "$KEEP" = 0 ]; then
   "${env_args[@]}" .venv/bin/prodtune services stop >/dev/null 2>&1 || true

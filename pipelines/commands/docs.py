@@ -13,7 +13,9 @@ def docs(
         Path | None,
         typer.Option("--from-run", help="pipeline root or run dir to snapshot into docs/runs/latest first"),
     ] = None,
-    check: Annotated[bool, typer.Option("--check", help="only report stale sections (exit 1 if any)")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="only report stale sections (exit 1 if any)")
+    ] = False,
 ) -> None:
     """Regenerate the documents' generated sections from the run snapshot and the YAML recipes."""
     from pipelines import docs as gen

@@ -35,8 +35,10 @@ def _embedded_env(start: bool) -> dict[str, str]:
         with console.status("starting the embedded SeaweedFS (S3) + MLflow (10-60 s on a busy machine)"):
             started = stack.start()
         now = [name for name, yes in started.items() if yes]
-        console.print(f"embedded stack: {', '.join(now) + ' started' if now else 'already running'} "
-                      f"(MLflow {stack.tracking_uri}, S3 {stack.s3_endpoint_url})")
+        console.print(
+            f"embedded stack: {', '.join(now) + ' started' if now else 'already running'} "
+            f"(MLflow {stack.tracking_uri}, S3 {stack.s3_endpoint_url})"
+        )
     return stack.env()
 
 
@@ -194,8 +196,9 @@ def _serve_demo(home: Path, port: int, ui_port: int) -> None:
     """Serve the models the run registered (alias as recorded by _index_demo), API + UI."""
     from pipelines.commands.serve import serve as serve_api
 
-    console.print("serving; Ctrl-C stops the API and UI (the embedded stack keeps running: "
-                  "`prodtune services stop`)")
+    console.print(
+        "serving; Ctrl-C stops the API and UI (the embedded stack keeps running: `prodtune services stop`)"
+    )
     serve_api(host="127.0.0.1", port=port, ui=True, ui_port=ui_port, log_level="warning")
 
 

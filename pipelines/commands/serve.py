@@ -62,11 +62,10 @@ def serve(
     """Serve the two models behind the router: OpenAI-compatible API, optionally the UI."""
     import uvicorn
 
+    from components.common.settings import get_settings
     from serving.api.app import create_app
     from serving.api.runtime import build_responder
     from serving.llm.resolve import LlmSettings
-
-    from components.common.settings import get_settings
 
     had_key = bool(os.environ.get("PRODTUNE_API_KEY"))
     key_file, created = ensure_api_key(get_settings().home)

@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_committed_documents_are_not_stale() -> None:
     stale = docs.stale(ROOT)
-    assert not stale, f"stale generated sections in {[str(p.relative_to(ROOT)) for p in stale]}: run `prodtune docs`"
+    assert not stale, (
+        f"stale generated sections in {[str(p.relative_to(ROOT)) for p in stale]}: run `prodtune docs`"
+    )
 
 
 def test_every_finetune_parameter_is_explained() -> None:

@@ -15,10 +15,15 @@ import pytest
 from rich.console import Console
 
 from pipelines.run_view import StepView, _Router, capture_tasks, clean, key_counts, parse_tqdm
+from tests.fakes.view_pipeline import view_pipeline
 
 
 def test_parse_tqdm_reads_done_and_total_from_bar_lines() -> None:
-    assert parse_tqdm("synthesis:  45%|####5     | 18/40 [00:31<00:38,  1.7s/product]") == (18, 40, "synthesis")
+    assert parse_tqdm("synthesis:  45%|####5     | 18/40 [00:31<00:38,  1.7s/product]") == (
+        18,
+        40,
+        "synthesis",
+    )
     assert parse_tqdm(" 50%|█████     | 10/20 [00:30<00:30,  3.0s/it]") == (10, 20, None)
     done, total, desc = parse_tqdm("prep:  12%|#2        | 1.20M/9.80M [00:01<00:09, 1.1MB/s]")
     assert (round(done), round(total), desc) == (1_200_000, 9_800_000, "prep")
@@ -64,34 +69,6 @@ def test_router_sends_each_thread_to_its_own_file() -> None:
     assert sorted(seen) == ["A", "B", "partial end", "partial end"]
 
 
-def _pipeline(fail: bool):
-    from kfp import dsl
-
-    @dsl.component(base_image="python:3.11", install_kfp_package=False)
-    def make(n: int, out: dsl.Output[dsl.Dataset]) -> None:
-        import sys
-
-        print("making", n, "rows")
-        for i in range(1, 3):
-            print(f"make: {50 * i}%|#####     | {i}/2 [00:00<00:00]", file=sys.stderr)
-        with open(out.path, "w") as fh:
-            fh.write("x" * n)
-        out.metadata["rows"] = n
-
-    @dsl.component(base_image="python:3.11", install_kfp_package=False)
-    def use(data: dsl.Input[dsl.Dataset], fail: bool) -> None:
-        print("using", data.path)
-        if fail:
-            raise ValueError("deliberate failure for the test")
-
-    @dsl.pipeline(name="view-test")
-    def pipe(n: int = 3) -> None:
-        first = make(n=n).set_display_name("sampling")
-        use(data=first.outputs["out"], fail=fail).set_display_name("consumer")
-
-    return pipe
-
-
 @pytest.mark.parametrize("fail", [False, True])
 def test_capture_tasks_with_real_kfp_local(tmp_path: Path, fail: bool, capsys) -> None:
     import warnings
@@ -106,9 +83,9 @@ def test_capture_tasks_with_real_kfp_local(tmp_path: Path, fail: bool, capsys) -
         with capture_tasks(tmp_path / "logs", view):
             if fail:
                 with pytest.raises(RuntimeError, match="finished with status"):
-                    _pipeline(fail)()
+                    view_pipeline(fail)()
             else:
-                _pipeline(fail)()
+                view_pipeline(fail)()
     text = out.getvalue()
     assert "▶ sampling started" in text and "✓ sampling" in text and "rows=3" in text
     assert (tmp_path / "logs" / "sampling.log").read_text().count("making 3 rows") == 1
