@@ -280,13 +280,13 @@ def gpu_budget(root: Path) -> str:
     data = json.loads((root / "benchmarks/finetune_gpu/results.json").read_text(encoding="utf-8"))
     rows = []
     for case in data["cases"].values():
-        if not case.get("ok"):
+        if not case.get("ok") or "params" not in case:  # the budget cases: full-size shapes only
             continue
         c = case["config"]
         peak = max(case.get("load_peak_reserved_gib", 0), case.get("train_peak_reserved_gib", 0))
         rows.append(
             [
-                case["model"],
+                f"{case['model']} ({case['params'] / 1e9:.2f} B params)",
                 case["recipe"],
                 case["backend"],
                 f"{c['max_seq_length']} x {c['per_device_batch_size']} x {c['grad_accum']}",

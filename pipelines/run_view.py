@@ -32,18 +32,20 @@ KEY_COUNTS = {
     "prep": ("lines_read", "kept"),
     "sampling": ("rows", "train", "eval"),
     "synthesis": ("products", "with_pairs", "qa_examples"),
-    "finetune": ("task", "train_rows", "steps", "base_loss", "finetuned_loss"),
-    "export": ("task", "serve_level", "gate_passed", "version"),
+    "finetune": ("task", "train_rows", "steps", "base_eval_loss", "finetuned_eval_loss"),
+    "export": ("task", "serve_level", "gate_passed", "registered_model", "version"),
 }
 TAIL_LINES = 30
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# kfp.local's own prefixes: "21:08:51.308 - INFO - " and "[KFP Executor 2026-12-01 21:08:38,547 INFO]: "
+_KFP_PREFIX = re.compile(r"^(?:\d\d:\d\d:\d\d\.\d+ - [A-Z]+ - |\[KFP Executor [^\]]*\]:\s*)")
 # tqdm's bar: "synthesis:  45%|####5     | 18/40 [00:31<00:38,  1.7s/product]"; also HF Trainer's.
 _TQDM = re.compile(r"(?:(?P<desc>[\w.-]+):\s*)?\d+%\|.*?\|\s*(?P<n>[\d.]+[kMG]?)/(?P<total>[\d.]+[kMG]?)")
 
 
 def clean(line: str) -> str:
     """A log line as a person reads it: no colour codes, no kfp indentation."""
-    return _ANSI.sub("", line).strip()
+    return _KFP_PREFIX.sub("", _ANSI.sub("", line).strip())
 
 
 def parse_tqdm(line: str) -> tuple[float, float, str | None] | None:
@@ -72,7 +74,9 @@ def key_counts(task: str, outputs: dict[str, Any]) -> dict[str, Any]:
         for key in wanted:
             if key in meta and not isinstance(meta[key], dict | list):
                 value = meta[key]
-                found[key] = round(value, 3) if isinstance(value, float) else value
+                if isinstance(value, float):  # kfp stores metadata numbers as floats
+                    value = int(value) if value.is_integer() else round(value, 3)
+                found[key] = value
     return found
 
 
@@ -115,6 +119,9 @@ class StepView:
                 TimeElapsedColumn(),
                 console=self.console,
                 transient=True,
+                # kfp's output must keep flowing into the task log, not above the bar
+                redirect_stdout=False,
+                redirect_stderr=False,
             )
             self._progress.start()
             self._bar = self._progress.add_task(f"  {name}", total=None, note="")
@@ -136,7 +143,7 @@ class StepView:
                 self._bar, completed=done, total=total, note=f"{desc or ''} {done:g}/{total:g}"
             )
         else:
-            width = max(20, self.console.width - 70)
+            width = max(20, self.console.width - 60)
             self._progress.update(self._bar, note=escape(text[:width]))
 
     def finished(self, step: StepRecord, ok: bool, outputs: dict[str, Any]) -> None:

@@ -33,6 +33,8 @@ def test_parse_tqdm_reads_done_and_total_from_bar_lines() -> None:
 
 def test_clean_drops_colour_codes_and_indentation() -> None:
     assert clean("    \x1b[96m'prep'\x1b[0m finished  ") == "'prep' finished"
+    assert clean("21:08:51.308 - INFO - Executing task 'make'") == "Executing task 'make'"
+    assert clean("    [KFP Executor 2026-12-01 21:08:38,547 INFO]: Loading component") == "Loading component"
 
 
 class _Artifact:
@@ -43,8 +45,8 @@ class _Artifact:
 def test_key_counts_picks_the_step_scalars_only() -> None:
     outputs = {"processed": _Artifact("/x", {"lines_read": 10, "kept": 7, "dropped": {"short_content": 3}})}
     assert key_counts("prep", outputs) == {"lines_read": 10, "kept": 7}
-    outputs = {"model": _Artifact("/m", {"task": "qa", "base_loss": 1.23456, "other": 1})}
-    assert key_counts("finetune-qa", outputs) == {"task": "qa", "base_loss": 1.235}
+    outputs = {"model": _Artifact("/m", {"task": "qa", "base_eval_loss": 1.23456, "steps": 20.0, "other": 1})}
+    assert key_counts("finetune-qa", outputs) == {"task": "qa", "steps": 20, "base_eval_loss": 1.235}
 
 
 def test_router_sends_each_thread_to_its_own_file() -> None:
