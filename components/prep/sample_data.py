@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from components.prep.sample_catalogue import filler_tail, make_product
+
 # Content kinds and their probability per line (the rest of the probability mass is "long").
 CONTENT_RATES: dict[str, float] = {
     "empty_content": 0.36,
@@ -69,36 +71,12 @@ EDGE_KINDS: tuple[str, ...] = (
 )
 MIN_LINES_ALL_KINDS = 200
 # Bump when the output for a given seed changes (the benchmark caches generated files by it).
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: coherent products (sample_catalogue.py)
+N_PRODUCTS = 20_000
+N_TAILS = 1_000
 _RARE_LINE = {k: v for k, v in LINE_RATES.items() if k != "duplicate"}
 _PLANTED = (*CONTENT_RATES, *TITLE_RATES, *UID_RATES, *LINE_RATES)
 
-_ADJ = [
-    "Premium", "Soft", "Durable", "Classic", "Vintage", "Modern", "Portable", "Compact", "Deluxe",
-    "Ergonomic", "Waterproof", "Lightweight", "Crème", "Süße", "Élégant", "Niño's", "Jalapeño", "Kids'",
-]  # fmt: skip
-_NOUN = [
-    "Tutu", "Backpack", "Mug", "Lamp", "Blender", "Jacket", "Sneakers", "Notebook", "Headphones", "Charger",
-    "Blanket", "Guitar", "Café Table", "日本製 Teapot", "儿童 Toy", "Tasse à café", "Ballet Shoes",
-    "Phone Case 📱", "Puzzle",
-]  # fmt: skip
-_BRAND = "Acme Zenith Nordic Sunrise Orion Maple Kuro Bellevue Atlas Pioneer Müller Señorita".split()  # noqa: SIM905
-_COLOUR = ["Neon Pink", "Black", "Navy Blue", "Crimson", "Olive", "Ivory", "Rosé", "Turquoise"]
-_SIZE = ["12 inches", "Size M", "2-Pack", "500 ml", "3 layer", "XL", "10 ft", "Set of 4"]
-_SENTENCE = [
-    "High quality {a} {n} made for everyday use",
-    "This {n} is {a} and easy to clean - it's perfect for home & office",
-    "Includes a 12 inch cable, a travel pouch and the user's manual",
-    "Our {a} design won't fade, crack or peel after washing",
-    'Measures 10" x 8" x 2" and weighs only 300 g',
-    "Great gift for birthdays, holidays & special occasions 🎁",
-    "Fabriqué en France avec des matériaux de qualité supérieure",
-    "高品质材料制成，经久耐用 and tested for safety",
-    "Customers love the {a} finish ⭐⭐⭐⭐⭐",
-    "Compatible with most models; see the size chart before ordering",
-    "Machine washable at 30°C; do not bleach",
-    "Satisfaction guaranteed – if you don't love it, return it within 30 days",
-]
 _ENTITY_MAP = {"'": "&#8217;", "-": "&#8211;", "&": "&amp;", '"': "&quot;", "–": "&#8211;"}
 
 
@@ -109,27 +87,6 @@ def _entities(s: str) -> str:
         if ch != "&":
             s = s.replace(ch, ent)
     return s
-
-
-def _sentence(rng: random.Random) -> str:
-    return rng.choice(_SENTENCE).format(a=rng.choice(_ADJ).lower(), n=rng.choice(_NOUN).lower()) + "."
-
-
-def _title(rng: random.Random) -> str:
-    parts = [rng.choice(_BRAND), rng.choice(_ADJ), rng.choice(_NOUN)]
-    if rng.random() < 0.6:
-        parts.append(rng.choice(_COLOUR))
-    if rng.random() < 0.5:
-        parts.append(rng.choice(_SIZE))
-    return " ".join(parts)
-
-
-def _long(rng: random.Random) -> str:
-    # 100..~1500 characters of prose.
-    text = ""
-    while len(text) < 100 or (rng.random() < 0.8 and len(text) < 1500):
-        text += (" " if text else "") + _sentence(rng)
-    return text
 
 
 def _markup(rng: random.Random, text: str) -> str:
@@ -152,30 +109,35 @@ def _dumps(obj: object) -> bytes:
 
 
 class _Pools:
-    """Pre-serialised JSON fragments, one list per kind, all built from `seed`."""
+    """Pre-serialised JSON fragments, all built from `seed`.
+
+    Product `p` owns a title and two phrasings of its facts; a long description is one phrasing
+    plus one of `N_TAILS` filler tails of its language, joined at line time as raw JSON string
+    bodies (no per-row json.dumps). 20,000 products x 2 x 1,000 tails keep accidental duplicates
+    rare at full size; the planted ~2% duplicates come from `_LineMaker.recent`. The transformed
+    kinds (entities, markup, ...) are pre-rendered for the first products only, as before."""
 
     def __init__(self, seed: int) -> None:
         rng = random.Random(seed)
-        titles = [_title(rng) for _ in range(20_000)]
-        longs = [_long(rng) for _ in range(6_000)]
-        shorts = [_sentence(rng)[: rng.randint(8, 95)] for _ in range(1_000)]
-        self.title = [_dumps(t) for t in titles]
-        self.entity_title = [_dumps(_entities(t + ' - Kid\'s "Best"')) for t in titles[:2_000]]
-        self.double_escaped_title = [_dumps(html.escape(_entities(t + ' "Top"'))) for t in titles[:500]]
-        self.markup_title = [_dumps(f"<b>{t}</b> &amp; More") for t in titles[:500]]
-        self.long = [_dumps(c) for c in longs]
-        self.short = [_dumps(c) for c in shorts]
-        self.entity = [_dumps(_entities(c)) for c in longs[:3_000]]
-        self.markup = [
-            _dumps(_markup(rng, _entities(c) if i % 2 else c)) for i, c in enumerate(longs[:2_000])
+        products = [make_product(rng) for _ in range(N_PRODUCTS)]
+        self.title_text = [p.title for p in products]
+        self.title = [_dumps(p.title) for p in products]
+        self.lang = [p.lang for p in products]
+        self.facts = [tuple(_dumps(f)[1:-1] for f in p.facts) for p in products]
+        self.tails = {
+            lang: [_dumps(filler_tail(rng, lang))[1:-1] for _ in range(N_TAILS)] for lang in ("en", "pt")
+        }
+        self.short = [_dumps(p.short) for p in products]
+        full = [p.facts[i % 2] + filler_tail(rng, p.lang) for i, p in enumerate(products[:3_000])]
+        self.entity = [_dumps(_entities(c)) for c in full]
+        self.markup = [_dumps(_markup(rng, _entities(c) if i % 2 else c)) for i, c in enumerate(full[:2_000])]
+        self.double_escaped = [_dumps(html.escape(_entities(c + ' "Top rated"'))) for c in full[:500]]
+        self.escaped_markup = [_dumps(html.escape(_markup(rng, c))) for c in full[:500]]
+        self.control = [
+            _dumps(c[:60] + "\x07\t\u0000" + c[60:] + "\n\nSecond paragraph.") for c in full[:200]
         ]
-        self.double_escaped = [_dumps(html.escape(_entities(c + ' "Top rated"'))) for c in longs[:500]]
-        self.escaped_markup = [_dumps(html.escape(_markup(rng, c))) for c in longs[:500]]
         self.markup_only = [
             _dumps(s) for s in ("<br>", "<p></p>", "   ", "<br/><br/>", "&nbsp;", "<div> </div>")
-        ]
-        self.control = [
-            _dumps(c[:60] + "\x07\t\u0000" + c[60:] + "\n\nSecond paragraph.") for c in longs[:200]
         ]
         # Label lists: real ones average ~20 labels; short-ish lists keep the size realistic.
         self.targets: list[bytes] = []
@@ -184,6 +146,11 @@ class _Pools:
             ind = sorted(rng.sample(range(2_812_281), k))
             rel = [1.0] * k
             self.targets.append(b', "target_ind": ' + _dumps(ind) + b', "target_rel": ' + _dumps(rel))
+
+    def long(self, p: int, r: float) -> bytes:
+        """Product p's description: a phrasing and a filler tail, both picked by r."""
+        v = int(r * 2 * N_TAILS)
+        return b'"' + self.facts[p][v % 2] + self.tails[self.lang[p]][v // 2] + b'"'
 
 
 class _Picker:
@@ -215,34 +182,54 @@ class _LineMaker:
         planted = _PLANTED if damage else tuple(k for k in _PLANTED if k not in _RARE_LINE)
         positions = prng.sample(candidates, min(len(planted), len(candidates)))
         self.planted = dict(zip(positions, planted, strict=False))
-        # kind -> a pool to pick from, or fixed JSON bytes (b"" = key absent).
-        self.titles: dict[str, list[bytes] | bytes] = {
-            "title": p.title,
-            "entity_title": p.entity_title,
-            "double_escaped_title": p.double_escaped_title,
-            "markup_title": p.markup_title,
+        # Fixed JSON bytes per kind (b"" = key absent); the other kinds are rendered from product p.
+        self.fixed_titles = {
             "null_title": b"null",
             "missing_title": b"",
             "empty_title": b'""',
             "number_title": b"12345",
         }
+        self.fixed_contents = {"empty_content": b'""', "null_content": b"null", "missing_content": b""}
+        # How many products a content kind can draw from (the transformed ones are pre-rendered).
+        self.products_for = {
+            "entity_content": len(p.entity),
+            "markup_content": len(p.markup),
+            "double_escaped_content": len(p.double_escaped),
+            "escaped_markup_content": len(p.escaped_markup),
+            "control_char_content": len(p.control),
+        }
         self.pick_rare = _Picker(_RARE_LINE, "")
         self.pick_uid = _Picker(UID_RATES, "uid")
         self.pick_title = _Picker(TITLE_RATES, "title")
         self.pick_content = _Picker(CONTENT_RATES, "long_content")
-        self.contents: dict[str, list[bytes] | bytes] = {
-            "empty_content": b'""',
-            "short_content": p.short,
-            "null_content": b"null",
-            "missing_content": b"",
-            "markup_only_content": p.markup_only,
-            "entity_content": p.entity,
-            "markup_content": p.markup,
-            "double_escaped_content": p.double_escaped,
-            "escaped_markup_content": p.escaped_markup,
-            "control_char_content": p.control,
-            "long_content": p.long,
-        }
+
+    def _title(self, kind: str, p: int) -> bytes:
+        if kind in self.fixed_titles:
+            return self.fixed_titles[kind]
+        if kind == "title":
+            return self.pools.title[p]
+        text = self.pools.title_text[p]
+        if kind == "entity_title":
+            escaped = _entities(text)
+            return _dumps(escaped if escaped != text else _entities(text.replace(" ", " - ", 1)))
+        if kind == "double_escaped_title":
+            return _dumps(html.escape(_entities(text + ' "Top"')))
+        return _dumps(f"<b>{text}</b> &amp; More")  # markup_title
+
+    def _content(self, kind: str, p: int, r: float) -> bytes:
+        if kind in self.fixed_contents:
+            return self.fixed_contents[kind]
+        pools = self.pools
+        if kind == "long_content":
+            return pools.long(p, r)
+        if kind == "short_content":
+            return pools.short[p]
+        if kind == "markup_only_content":
+            return pools.markup_only[int(r * len(pools.markup_only))]
+        pool = {"entity_content": pools.entity, "markup_content": pools.markup,
+                "double_escaped_content": pools.double_escaped, "escaped_markup_content": pools.escaped_markup,
+                "control_char_content": pools.control}[kind]  # fmt: skip
+        return pool[p]
 
     @staticmethod
     def _take(source: list[bytes] | bytes, r: float) -> bytes:
@@ -269,8 +256,10 @@ class _LineMaker:
                 uid = b'"B%09d"' % (i * 13 + 100003)
         else:
             uid = {"null_uid": b"null", "int_uid": b"%d" % (i + 31909), "missing_uid": b""}[uid_kind]
-        title = self._take(self.titles[title_kind], u[6])
-        content = self._take(self.contents[content_kind], u[7])
+        # One product per line: the title and the description state the same facts.
+        p = int(u[6] * self.products_for.get(content_kind, N_PRODUCTS))
+        title = self._title(title_kind, p)
+        content = self._content(content_kind, p, u[7])
 
         dup = forced == "duplicate" or (forced is None and u[1] < LINE_RATES["duplicate"])
         if dup and self.recent:
@@ -308,8 +297,9 @@ class _LineMaker:
             return [b"[1, 2, 3]", b'"just a string"', b"null", b"42"][int(u[2] * 4)]
         if kind == "blank_line":
             return b""
+        p = int(u[7] * 100)
         good = self._assemble(
-            b'"%010d"' % i, self.pools.title[0], self.pools.long[int(u[7] * 100)], self.pools.targets[0]
+            b'"%010d"' % i, self.pools.title[p], self.pools.long(p, u[6]), self.pools.targets[0]
         )
         if kind == "invalid_utf8":
             cut = good.index(b'"content": ') + 20

@@ -75,3 +75,41 @@ def test_size_per_line_is_realistic(tmp_path: Path) -> None:
     generate_trn(path, 5000, seed=0)
     per_line = path.stat().st_size / 5000
     assert 300 < per_line < 900  # the real file: ~1.1 GB / 2.25M lines ~ 480 bytes
+
+
+def test_descriptions_state_what_the_title_says_in_english_and_portuguese():
+    import random
+    import statistics
+
+    from components.prep.sample_catalogue import make_product
+    from components.synthesis.quality import content_words
+
+    rng = random.Random(11)
+    products = [make_product(rng) for _ in range(2000)]
+    shares = []
+    for p in products:
+        words = content_words(p.title)
+        found = set(content_words(p.facts[0]))
+        shares.append(sum(w in found for w in words) / len(words))
+    assert statistics.median(shares) >= 0.6  # issue 13's goal, measured on whole files by the benchmark
+    langs = [p.lang for p in products]
+    assert 0.2 < langs.count("pt") / len(langs) < 0.4
+    pt = [p for p in products if p.lang == "pt"]
+    assert any(" na cor " in p.facts[0] for p in pt) and any(
+        "ç" in p.facts[0] or "ã" in p.facts[0] for p in pt
+    )
+    # and the generated file pairs them: the title's brand is in its own description
+    assert all(len(p.facts) == 2 and p.facts[0] != p.facts[1] for p in products)
+
+
+def test_a_generated_line_keeps_its_title_and_description_together(tmp_path: Path) -> None:
+    path = tmp_path / "trn.json"
+    generate_trn(path, 400, seed=2, damage=False)
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    long = [r for r in records if isinstance(r.get("content"), str) and len(r["content"]) > 150
+            and isinstance(r.get("title"), str) and "&" not in r["title"] and "<" not in r["content"]]  # fmt: skip
+    assert len(long) > 50
+    brands_said = sum(
+        r["title"].split()[0] in r["content"] or r["title"].split()[-1] in r["content"] for r in long
+    )
+    assert brands_said / len(long) > 0.6
