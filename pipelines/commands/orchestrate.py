@@ -136,7 +136,8 @@ def _sample_data(home: Path, lines: int) -> Path:
 
     from components.prep import sample_data
 
-    version = hashlib.sha256(Path(sample_data.__file__).read_bytes()).hexdigest()[:8]
+    sources = sorted(Path(sample_data.__file__).parent.glob("sample_*.py"))  # the generator's modules
+    version = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:8]
     data = home / "data" / f"trn-sample-{lines}-{version}.json.gz"
     if not data.is_file():
         with console.status(f"generating {lines} lines of trn.json-format sample data -> {data}"):
