@@ -184,6 +184,37 @@ def synthesis_examples(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def catalogue_coherence(root: Path) -> str:
+    path = root / "benchmarks/catalogue/results.json"
+    if not path.is_file():
+        raise DocsError(f"{path} missing: run `python benchmarks/catalogue/coherence.py`")
+    r = json.loads(path.read_text(encoding="utf-8"))
+    base = r["shuffled_baseline"]["exact"]
+    rows = [
+        [
+            "generated: title vs its own description",
+            r["exact"]["median"],
+            r["exact"]["mean"],
+            f"{100 * r['exact']['share_ge_0.6']:.0f}%",
+        ],
+        [
+            "baseline: title vs a shuffled description",
+            base["median"],
+            base["mean"],
+            f"{100 * base['share_ge_0.6']:.0f}%",
+        ],
+    ]
+    ex = r.get("examples", [{}])[0]
+    example = f'\nExample: "{ex["title"]}" -> "{ex["content"][:200]}..."\n' if ex else ""
+    return (
+        f"Share of a title's content words found in its own description, over the {r['kept_rows']:,} rows "
+        f"prep keeps from {r['lines']:,} generated lines (generator version {r['generator_version']}, "
+        "`benchmarks/catalogue/results.json`):\n\n"
+        + _table(["pairing", "median", "mean", "rows >= 0.6"], rows, "lrrr")
+        + example
+    )
+
+
 # ---------------------------------------------------------------------------------------- finetuning.md
 RECIPES = {
     "describer (GPU)": "pipelines/configs/describer.yaml",
@@ -449,6 +480,7 @@ SECTIONS: dict[str, dict[str, Callable[[Path], str]]] = {
         "sampling": sampling_counts,
         "synthesis-prompt": synthesis_prompt,
         "synthesis-examples": synthesis_examples,
+        "catalogue-coherence": catalogue_coherence,
     },
     "docs/finetuning.md": {
         "recipes": recipes,

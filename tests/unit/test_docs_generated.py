@@ -30,7 +30,13 @@ def test_every_finetune_parameter_is_explained() -> None:
 
 
 def _copy_inputs(tmp: Path) -> Path:
-    for rel in ("docs", "pipelines/configs", "components/synthesis/prompts", "benchmarks/finetune_gpu"):
+    for rel in (
+        "docs",
+        "pipelines/configs",
+        "components/synthesis/prompts",
+        "benchmarks/finetune_gpu",
+        "benchmarks/catalogue",
+    ):
         shutil.copytree(ROOT / rel, tmp / rel)
     return tmp
 
