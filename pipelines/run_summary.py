@@ -87,7 +87,11 @@ def gate_text(gate: dict[str, Any]) -> str:
 def print_summary(
     console: Console, results: list[TaskResult], urls: dict[str, str], run_id: str, seconds: float
 ) -> None:
-    console.rule(f"prodtune run {run_id}: done in {seconds / 60:.1f} min")
+    title = f"prodtune run {run_id}: done in {seconds / 60:.1f} min"
+    if console.is_terminal:
+        console.rule(title)
+    else:  # a rule would be as wide as the (unbounded) pipe console
+        console.print(f"== {title} ==", highlight=False)
     for r in results:
         table = Table(title=f"{r.task}: base vs fine-tuned ({r.n_eval} held-out rows)", title_justify="left")
         for col in ("metric", "base", "fine-tuned", "change"):
