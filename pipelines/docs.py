@@ -49,23 +49,21 @@ def find_run_dir(path: Path) -> Path:
     return runs[-1].parent
 
 
-def _first(run: Path, pattern: str) -> Path:
-    hits = sorted(run.glob(pattern))
-    if not hits:
-        raise DocsError(f"{pattern} not found under {run}")
-    return hits[0]
-
-
 def snapshot_run(run_dir: Path, root: Path = ROOT, examples: int = 3) -> Path:
     """Copy what the documents quote from a run into docs/runs/latest (and loss plots to docs/media)."""
     run = find_run_dir(run_dir)
     dest = root / SNAPSHOT
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
+    # A run that stopped early (or is still going) snapshots what it has; the documents say what is missing.
     for name in ("prep-summary.json", "sampling-summary.json", "synthesis-summary.json"):
-        shutil.copy(_first(run, f"*/*/{name}"), dest / name)
-    pairs = _first(run, "synthesis/*/dados-fine-tunning.jsonl").read_text(encoding="utf-8").splitlines()
-    (dest / "synthesis-examples.jsonl").write_text("\n".join(pairs[:examples]) + "\n", encoding="utf-8")
+        hits = sorted(run.glob(f"*/*/{name}"))
+        if hits:
+            shutil.copy(hits[0], dest / name)
+    pairs_files = sorted(run.glob("synthesis/*/dados-fine-tunning.jsonl"))
+    if pairs_files:
+        pairs = pairs_files[0].read_text(encoding="utf-8").splitlines()
+        (dest / "synthesis-examples.jsonl").write_text("\n".join(pairs[:examples]) + "\n", encoding="utf-8")
     (root / MEDIA).mkdir(parents=True, exist_ok=True)
     for summary in sorted(run.glob("finetune*/*/finetune-summary.json")):
         task = json.loads(summary.read_text(encoding="utf-8"))["task"]
@@ -82,10 +80,15 @@ def snapshot_run(run_dir: Path, root: Path = ROOT, examples: int = 3) -> Path:
 
 # ---------------------------------------------------------------------------------------- helpers
 def _load(root: Path, name: str) -> Any:
+    """A snapshot file's JSON, or None when the snapshot has no such file (the run had not got there)."""
     path = root / SNAPSHOT / name
     if not path.is_file():
-        raise DocsError(f"{path} missing: run `prodtune docs --from-run <run dir>` first")
+        return None
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _absent(name: str) -> str:
+    return f"_Not in the committed run snapshot (`docs/runs/latest/{name}`): the run had not produced it._\n"
 
 
 def _raw_yaml(path: Path) -> dict[str, Any]:
@@ -128,6 +131,8 @@ def _code(text: str, lang: str = "") -> str:
 # ---------------------------------------------------------------------------------------- dataset.md
 def prep_counts(root: Path) -> str:
     s = _load(root, "prep-summary.json")
+    if s is None:
+        return _absent("prep-summary.json")
     read = s["lines_read"]
     rows = [["read", read, "100.0%"], ["**kept**", s["kept"], f"{100 * s['kept'] / max(read, 1):.1f}%"]]
     for reason, n in sorted(s["dropped"].items(), key=lambda kv: -kv[1]):
@@ -143,12 +148,13 @@ def prep_config(root: Path) -> str:
 
 
 def sampling_counts(root: Path) -> str:
-    s = _load(root, "sampling-summary.json")
+    s = _load(root, "sampling-summary.json") or {}
     prod = _raw_yaml(root / "pipelines/configs/sampling.yaml")
     local = _raw_yaml(root / "pipelines/configs/local/sampling.yaml")
-    rows = [[k, prod.get(k), local.get(k)] for k in ("n", "seed", "eval_fraction")]
+    rows = [[k, _yaml_value(prod.get(k)), _yaml_value(local.get(k))] for k in ("n", "seed", "eval_fraction")]
     run = ", ".join(f"{k} {s[k]:,}" for k in ("population", "sampled", "train", "eval") if k in s)
-    return _table(["setting", "production", "embedded demo"], rows) + f"\nLatest run: {run}.\n"
+    latest = f"\nLatest run: {run}.\n" if run else "\n" + _absent("sampling-summary.json")
+    return _table(["setting", "production", "embedded demo"], rows) + latest
 
 
 def synthesis_prompt(root: Path) -> str:
@@ -162,6 +168,8 @@ def synthesis_prompt(root: Path) -> str:
 
 def synthesis_examples(root: Path) -> str:
     s = _load(root, "synthesis-summary.json")
+    if s is None:
+        return _absent("synthesis-summary.json")
     quarantined = s.get("quarantined", {})
     lines = [
         f"Latest run: {s['products']:,} products, {s['with_pairs']:,} with at least one kept pair "
@@ -171,7 +179,7 @@ def synthesis_examples(root: Path) -> str:
         "",
     ]
     path = root / SNAPSHOT / "synthesis-examples.jsonl"
-    for raw in path.read_text(encoding="utf-8").splitlines():
+    for raw in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
         if not raw.strip():
             continue
         row = json.loads(raw)
@@ -350,6 +358,8 @@ def eval_section(task: str) -> Callable[[Path], str]:
     def render(root: Path) -> str:
         ev = _load(root, f"eval-{task}.json")
         ft = _load(root, f"finetune-{task}.json")
+        if ev is None or ft is None:
+            return _absent(f"eval-{task}.json")
         rows = []
         for m in METRICS:
             b, f = ev["base"].get(m), ev["finetuned"].get(m)
@@ -363,7 +373,7 @@ def eval_section(task: str) -> Callable[[Path], str]:
             f"{ev.get('n_eval', 0)} held-out rows.\n\n"
         )
         table = _table(["metric", "base", "fine-tuned", "change"], rows, "lrrr")
-        exp = (root / SNAPSHOT / f"export-{task}.json").is_file() and _load(root, f"export-{task}.json")
+        exp = _load(root, f"export-{task}.json")
         gate = ""
         if exp:
             g, reg = exp.get("eval_gate", {}), exp.get("registry", {})
@@ -444,7 +454,7 @@ def artifact_locations(root: Path) -> str:
     prefix = _raw_yaml(root / "pipelines/configs/export.yaml").get("s3_prefix", "models")
     rows = []
     for task in TASKS:
-        exp = (root / SNAPSHOT / f"export-{task}.json").is_file() and _load(root, f"export-{task}.json")
+        exp = _load(root, f"export-{task}.json")
         manifest = (exp or {}).get("registry", {}).get("manifest", {})
         served = next((v["uri"] for k, v in manifest.items() if k.endswith(".gguf") and "Q4_K_M" in k), None)
         example = f"e.g. `{served}`" if served else ""
