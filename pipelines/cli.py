@@ -21,6 +21,9 @@ app = typer.Typer(
 )
 
 EXIT_INPUT_ERROR = 2
+# Subcommands that talk to MLflow/S3: after `prodtune services start` or a demo they find the
+# running embedded stack by themselves (explicit env wins; see pipelines/embedded/stack.py).
+USES_STACK = frozenset({"models", "promote", "serve", "route", "index", "export"})
 
 
 # One module per area, in the order their commands appear in `prodtune --help`.
@@ -34,6 +37,7 @@ COMMAND_MODULES = (
     "route",
     "serve",
     "services",
+    "docs",
 )
 
 
@@ -56,9 +60,26 @@ def _exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
+def _subcommand(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _find_stack(argv: list[str]) -> None:
+    import os
+
+    if _subcommand(argv) not in USES_STACK:
+        return
+    from pipelines.embedded.stack import use_running_stack
+
+    added = use_running_stack(os.environ)
+    if added.get("MLFLOW_TRACKING_URI"):
+        print(f"prodtune: using the embedded stack (MLflow {added['MLFLOW_TRACKING_URI']})", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     _exit_on_sigterm()
     _register()
+    _find_stack(sys.argv[1:] if argv is None else argv)
     try:
         app(args=argv, standalone_mode=True)
     except InputError as exc:

@@ -6,6 +6,7 @@ embedded stack's `MLFLOW_TRACKING_URI` reaches every step exactly as a Kubernete
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 import warnings
@@ -13,6 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.pipeline import build_pipeline, load_step_configs
+from pipelines.run_view import StepView, capture_tasks
+
+
+class PipelineFailed(Exception):
+    """A step failed; the view has already shown its last log lines."""
+
+    def __init__(self, run_id: str, log_dir: Path, failed: list[str]) -> None:
+        super().__init__(f"pipeline run {run_id} failed at {', '.join(failed) or 'a step'}; logs: {log_dir}")
+        self.run_id, self.log_dir, self.failed = run_id, log_dir, failed
 
 
 @dataclass(frozen=True)
@@ -20,6 +30,7 @@ class LocalRun:
     run_id: str
     pipeline_root: Path
     outputs: dict[str, Path]
+    log_dir: Path | None = None
 
     def step_output(self, task: str, output: str) -> Path:
         """An intermediate artifact of this run (the local runner lays them out by task name)."""
@@ -37,8 +48,14 @@ def run_local(
     profile: str | None = "local",
     overrides: dict[str, dict] | None = None,
     env: dict[str, str] | None = None,
+    view: StepView | None = None,
+    log_dir: Path | None = None,
 ) -> LocalRun:
-    """Run the whole pipeline locally; returns where each pipeline output landed."""
+    """Run the whole pipeline locally; returns where each pipeline output landed.
+
+    With `view`, kfp.local's output goes to one log file per step under `log_dir` (default
+    `<pipeline_root>/logs/<run id>/`) and `view` prints a line per step; without, it streams as is.
+    """
     from kfp import local
 
     run_id = uuid.uuid4().hex[:12]
@@ -50,9 +67,18 @@ def run_local(
 
     configs = load_step_configs(profile, overrides)
     pipeline = build_pipeline(platform=None)
-    with warnings.catch_warnings():
-        # The local runner warns that our image names do not contain "python"; we run in-process venv.
+    logs = log_dir or root / "logs" / run_id
+    capture = capture_tasks(logs, view) if view is not None else contextlib.nullcontext()
+    with warnings.catch_warnings(), capture:
+        # The local runner warns that our image names do not contain "python" (we run in this venv)
+        # and that display names, resources and accelerators are no-ops locally: both are expected.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-        task = pipeline(input_uri=input_uri, **{f"{step}_config": cfg for step, cfg in configs.items()})
+        warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
+        try:
+            task = pipeline(input_uri=input_uri, **{f"{step}_config": cfg for step, cfg in configs.items()})
+        except RuntimeError as exc:
+            if view is None or "finished with status" not in str(exc):
+                raise
+            raise PipelineFailed(run_id, logs, [s.name for s in view.steps if s.ok is False]) from None
     outputs = {name: Path(artifact.path) for name, artifact in task.outputs.items()}
-    return LocalRun(run_id=run_id, pipeline_root=root, outputs=outputs)
+    return LocalRun(run_id=run_id, pipeline_root=root, outputs=outputs, log_dir=logs)

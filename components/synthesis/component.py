@@ -18,8 +18,9 @@ def synthesis(
 
     config = SynthesisConfig.model_validate(json.loads(config_json or "{}"))
     # index: the index step's store; QA contexts are retrieved from it as serving does.
+    # progress: tqdm lines reach the run view through the task log (`prodtune run` shows a bar)
     summary = run_synthesis(
-        config, Path(sample.path), Path(dataset.path), progress=False, index_dir=Path(index.path)
+        config, Path(sample.path), Path(dataset.path), progress=True, index_dir=Path(index.path)
     )
     dataset.metadata.update(
         {

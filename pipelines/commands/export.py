@@ -97,8 +97,9 @@ def models(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from pipelines.console import make_console
 
     table = Table("model", "version", "aliases", "gate", "level", "gguf", "sha256")
     for r in rows:
@@ -111,7 +112,7 @@ def models(
             str(r["gguf_uri"]),
             (r["gguf_sha256"] or "")[:12],
         )
-    Console().print(table)
+    make_console().print(table)
 
 
 def stage(

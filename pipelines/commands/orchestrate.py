@@ -5,32 +5,40 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from components.common.errors import InputError
 from components.common.settings import get_settings
+from pipelines.console import make_console
 
-console = Console(stderr=True)
+console = make_console(stderr=True)
 
 DEFAULT_COMPILED = Path("prodtune-pipeline.yaml")
 
 
 def _embedded_env(start: bool) -> dict[str, str]:
-    """Env for the steps: the configured servers, or the embedded stack (started if asked)."""
+    """Env for the steps: the configured servers, or the embedded stack (started if asked).
+
+    The stack is loaded from the state dir, so one already running (on its own ports) is reused."""
     settings = get_settings()
     if settings.mlflow_tracking_uri and not start:
         return {}
     from pipelines.embedded.stack import EmbeddedStack
 
-    stack = EmbeddedStack(home=settings.home)
+    stack = EmbeddedStack.load(settings.home)
     if start:
-        stack.start()
+        with console.status("starting the embedded SeaweedFS (S3) + MLflow (10-60 s on a busy machine)"):
+            started = stack.start()
+        now = [name for name, yes in started.items() if yes]
+        console.print(
+            f"embedded stack: {', '.join(now) + ' started' if now else 'already running'} "
+            f"(MLflow {stack.tracking_uri}, S3 {stack.s3_endpoint_url})"
+        )
     return stack.env()
 
 
@@ -66,6 +74,11 @@ def _parse_overrides(values: list[str]) -> dict[str, dict]:
     return result
 
 
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="also stream every step's log (always in <output-dir>/logs/)")
+]
+
+
 def run(
     input: Annotated[str, typer.Option("--input", help="trn.json (plain/.gz) path or s3:// URI")],
     output_dir: Annotated[Path, typer.Option("--output-dir", help="local pipeline root")] = Path(
@@ -76,32 +89,61 @@ def run(
     embedded: Annotated[
         bool, typer.Option(help="start the embedded SeaweedFS + MLflow unless MLFLOW_TRACKING_URI is set")
     ] = True,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run the whole pipeline with the local KFP runner (same components as on Kubernetes)."""
-    from pipelines.local_run import run_local
-
     env = _embedded_env(start=embedded and not get_settings().mlflow_tracking_uri)
-    with _teacher(profile, get_settings().home) as teacher_env:
-        result = run_local(
-            input,
-            output_dir,
-            profile=profile,
-            overrides=_parse_overrides(set_ or []),
-            env={**env, **teacher_env},
-        )
-    _print_result(result, env)
+    _run_pipeline(input, output_dir, profile, _parse_overrides(set_ or []), env, verbose)
 
 
-def _print_result(result, env: dict[str, str]) -> None:
-    table = Table(title=f"prodtune pipeline run {result.run_id}")
-    table.add_column("output")
-    table.add_column("where")
-    for name, path in result.outputs.items():
-        table.add_row(name, str(path))
+def _run_pipeline(
+    input: str, output_dir: Path, profile: str, overrides: dict[str, dict], env: dict[str, str], verbose: bool
+):
+    """The pipeline with one line per step, then the summary; exit 1 with the failing step's log."""
+    from pipelines.local_run import PipelineFailed, run_local
+    from pipelines.run_view import StepView
+
+    started = time.monotonic()
+    view = StepView(console, verbose=verbose)
+    try:
+        with _teacher(profile, get_settings().home) as teacher_env:
+            result = run_local(
+                input, output_dir, profile=profile, overrides=overrides, env={**env, **teacher_env}, view=view
+            )
+    except PipelineFailed as exc:
+        console.print(f"[bold red]prodtune: {exc}[/]")
+        raise typer.Exit(1) from None
+    _print_result(result, env, time.monotonic() - started)
+    return result
+
+
+def _print_result(result, env: dict[str, str], seconds: float) -> None:
+    from pipelines.run_summary import load_task_results, print_summary
+
+    urls = {}
     tracking = env.get("MLFLOW_TRACKING_URI") or get_settings().mlflow_tracking_uri
     if tracking:
-        table.add_row("MLflow", f"{tracking} (experiment {get_settings().mlflow_experiment})")
-    console.print(table)
+        urls["MLflow"] = f"{tracking}  (experiment {get_settings().mlflow_experiment})"
+    if env.get("PRODTUNE_S3_ENDPOINT_URL"):
+        urls["S3"] = f"{env['PRODTUNE_S3_ENDPOINT_URL']}  (bucket {env.get('PRODTUNE_S3_BUCKET', '')})"
+    urls["logs"] = str(result.log_dir)
+    print_summary(console, load_task_results(result.outputs), urls, result.run_id, seconds)
+
+
+def _sample_data(home: Path, lines: int) -> Path:
+    """Generated trn.json-format data, cached per generator version (a new generator, new file)."""
+    import hashlib
+
+    from components.prep import sample_data
+
+    sources = sorted(Path(sample_data.__file__).parent.glob("sample_*.py"))  # the generator's modules
+    version = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:8]
+    data = home / "data" / f"trn-sample-{lines}-{version}.json.gz"
+    if not data.is_file():
+        with console.status(f"generating {lines} lines of trn.json-format sample data -> {data}"):
+            sample_data.generate_trn(data, lines=lines, seed=0)
+        console.print(f"generated {lines} lines of trn.json-format sample data -> {data}")
+    return data
 
 
 def demo(
@@ -117,44 +159,39 @@ def demo(
     ] = True,
     port: Annotated[int, typer.Option(help="API port")] = 8000,
     ui_port: Annotated[int, typer.Option(help="UI port")] = 8501,
+    verbose: VerboseOpt = False,
 ) -> None:
     """The laptop demo: embedded stack, sample data, the whole pipeline locally, then API + UI."""
-    from components.prep.sample_data import generate_trn
-    from pipelines.local_run import run_local
-
     settings = get_settings()
     env = _embedded_env(start=True)
-    if input is None:
-        data = settings.home / "data" / f"trn-sample-{lines}.json.gz"
-        if not data.is_file():
-            console.print(f"generating {lines} lines of trn.json-format sample data -> {data}")
-            generate_trn(data, lines=lines, seed=0)
-        input = str(data)
-    with _teacher("local", settings.home) as teacher_env:
-        result = run_local(input, output_dir, profile="local", env={**env, **teacher_env})
-    _print_result(result, env)
+    source = input or str(_sample_data(settings.home, lines))
+    result = _run_pipeline(source, output_dir, "local", {}, env, verbose)
+    _index_demo(result, settings.home)
     if serve:
-        _serve_demo(result, settings.home, port, ui_port)
+        _serve_demo(settings.home, port, ui_port)
 
 
-def _serve_demo(result, home: Path, port: int, ui_port: int) -> None:
-    """Index this run's catalogue, then serve the models the run registered (alias champion)."""
-    import secrets
+def _index_demo(result, home: Path) -> None:
+    """Record what the demo serves (later `prodtune serve` reuses it): the store the pipeline's
+    index step built from this run's catalogue, and the alias this run registered."""
+    from pipelines.embedded.stack import save_serving
 
-    from pipelines.commands.serve import serve as serve_api
-
-    store = result.step_output("index", "store")  # the pipeline's index step built it
+    store = result.step_output("index", "store")
     os.environ["PRODTUNE_SERVING_STORE_PATH"] = str(store)
     # Serve what this run registered: `candidate` always points at it, while `champion` moves only
     # when the eval gate passes (a tiny CPU fine-tune may not beat its base). Production serves champion.
     os.environ.setdefault("PRODTUNE_LLM_ALIAS", "candidate")
-    key_file = home / "api-key"
-    if not os.environ.get("PRODTUNE_API_KEY"):
-        if not key_file.is_file():
-            key_file.write_text(secrets.token_urlsafe(24))
-            key_file.chmod(0o600)
-        os.environ["PRODTUNE_API_KEY"] = key_file.read_text().strip()
-    console.print(f"API key: in {key_file} (export PRODTUNE_API_KEY=$(cat {key_file})); Ctrl-C stops serving")
+    alias = os.environ["PRODTUNE_LLM_ALIAS"]
+    save_serving(home, {"PRODTUNE_LLM_ALIAS": alias, "PRODTUNE_SERVING_STORE_PATH": str(store)})
+
+
+def _serve_demo(home: Path, port: int, ui_port: int) -> None:
+    """Serve the models the run registered (alias as recorded by _index_demo), API + UI."""
+    from pipelines.commands.serve import serve as serve_api
+
+    console.print(
+        "serving; Ctrl-C stops the API and UI (the embedded stack keeps running: `prodtune services stop`)"
+    )
     serve_api(host="127.0.0.1", port=port, ui=True, ui_port=ui_port, log_level="warning")
 
 

@@ -30,6 +30,24 @@ def start_ui(host: str, port: int, api_url: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(ui_command(host, port), env=env)
 
 
+def ensure_api_key(home: Path) -> tuple[Path, bool]:
+    """PRODTUNE_API_KEY from the env, else from `home/api-key` (created, 0600, on first use).
+    Returns (key file, created now); the key is put into this process's environment."""
+    import secrets
+
+    key_file = Path(home) / "api-key"
+    if os.environ.get("PRODTUNE_API_KEY"):
+        return key_file, False
+    created = not key_file.is_file()
+    if created:
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(24))
+    os.environ["PRODTUNE_API_KEY"] = key_file.read_text().strip()
+    return key_file, created
+
+
 def _local(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
@@ -44,10 +62,16 @@ def serve(
     """Serve the two models behind the router: OpenAI-compatible API, optionally the UI."""
     import uvicorn
 
+    from components.common.settings import get_settings
     from serving.api.app import create_app
     from serving.api.runtime import build_responder
     from serving.llm.resolve import LlmSettings
 
+    had_key = bool(os.environ.get("PRODTUNE_API_KEY"))
+    key_file, created = ensure_api_key(get_settings().home)
+    if not had_key:
+        state = "created" if created else "from"
+        typer.echo(f"API key: {state} {key_file}  (clients: export PRODTUNE_API_KEY=$(cat {key_file}))")
     llm = LlmSettings()
     info: dict[str, dict[str, object]] = {}  # filled by the loader, shown in /v1/models
     app = create_app(loader=lambda: build_responder(llm, info), model_info=info)  # no key: exit 2

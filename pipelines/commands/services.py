@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.console import make_console
 from pipelines.embedded.stack import SECRET_ENV_VARS, EmbeddedStack, ServiceError
 
 HomeOpt = Annotated[
@@ -24,7 +25,7 @@ HomeOpt = Annotated[
 S3PortOpt = Annotated[int | None, typer.Option("--s3-port", help="S3 port (default 8333).")]
 MlflowPortOpt = Annotated[int | None, typer.Option("--mlflow-port", help="MLflow port (default 5050).")]
 
-err = Console(stderr=True)
+err = make_console(stderr=True)
 
 
 def _fail(exc: ServiceError) -> None:
@@ -44,7 +45,10 @@ def start(home: HomeOpt = None, s3_port: S3PortOpt = None, mlflow_port: MlflowPo
     for name, now in started.items():
         err.print(f"{name}: {'started' if now else 'already running'}")
     _print_status(stack.status())
-    err.print('Configure this shell with: eval "$(prodtune services env --show-secrets)"')
+    err.print(
+        "prodtune models/promote/serve/route/index/export use this stack by themselves; "
+        'for other clients: eval "$(prodtune services env --show-secrets)"'
+    )
 
 
 def stop(home: HomeOpt = None) -> None:
@@ -69,7 +73,7 @@ def status(
     if as_json:
         typer.echo(json.dumps(info, indent=2))
     else:
-        _print_status(info, Console())
+        _print_status(info, make_console())
     if not all(s["healthy"] for s in info["services"].values()):
         raise typer.Exit(1)
 

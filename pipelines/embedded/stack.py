@@ -37,7 +37,7 @@ from pipelines.embedded.seaweed import (
     weed_binary,
 )
 
-__all__ = ["SECRET_ENV_VARS", "EmbeddedStack", "ServiceError"]
+__all__ = ["SECRET_ENV_VARS", "EmbeddedStack", "ServiceError", "discover_env", "use_running_stack"]
 
 # env() keys that must not be printed or logged unless the user asks for them.
 SECRET_ENV_VARS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"})
@@ -54,6 +54,16 @@ SHADOWING_VARS = (
     "MLFLOW_S3_ENDPOINT_URL",
 )
 STACK_FILE = "stack.json"
+# What the last `prodtune demo` served (alias, vector store): `prodtune serve` serves the same.
+SERVING_FILE = "serving.json"
+# Env names env() sets, plus the serving settings a demo leaves behind.
+STACK_VARS = (
+    "MLFLOW_TRACKING_URI",
+    "PRODTUNE_S3_ENDPOINT_URL",
+    "PRODTUNE_S3_BUCKET",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+)
 
 
 class EmbeddedStack:
@@ -303,6 +313,37 @@ class EmbeddedStack:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def discover_env(home: Path | None = None) -> dict[str, str]:
+    """The env of the embedded stack running in `home` (empty if none runs there), plus what the
+    last demo served (`run/serving.json`: registry alias, vector store)."""
+    stack = EmbeddedStack.load(home)
+    if None in stack.pids().values():
+        return {}
+    found = stack.env()
+    with contextlib.suppress(OSError, ValueError):
+        serving = json.loads((stack.home / "run" / SERVING_FILE).read_text(encoding="utf-8"))
+        found.update({k: str(v) for k, v in serving.items() if k.startswith("PRODTUNE_")})
+    return found
+
+
+def use_running_stack(environ: dict[str, str] | os._Environ[str], home: Path | None = None) -> dict[str, str]:
+    """Point this process at the running embedded stack unless the environment already names a
+    server or credentials (explicit env wins, and is never mixed with the stack's); returns what
+    was added."""
+    if any(environ.get(k) for k in (*STACK_VARS, *SHADOWING_VARS)):
+        return {}
+    added = {k: v for k, v in discover_env(home).items() if not environ.get(k)}
+    environ.update(added)
+    return added
+
+
+def save_serving(home: Path, values: dict[str, str]) -> None:
+    """Record what a demo serves, for later `prodtune serve` / `models` calls to find."""
+    run_dir = Path(home) / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / SERVING_FILE).write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
 
 
 def _base_env() -> dict[str, str]:
