@@ -74,6 +74,7 @@ def _config(helpers, root: Path, **gate):
         helpers.TEST_CACHE / "llama.cpp-0.3.36",
         quant_levels=[],
         serve_level="F16",
+        threads=1,  # llama.cpp's thread barriers spin badly on a busy 2-core machine
         publish=True,
         # Noise does not change conversion fidelity, but argmax ties on noised weights can: loose.
         fidelity=FidelityConfig(
@@ -123,7 +124,7 @@ def _references(helpers, root: Path, clean: Path, config) -> Path:
         label="ref",
         max_new_tokens=24,
         n_ctx=512,
-        threads=2,
+        threads=1,
     )
     path = root / "eval-examples.jsonl"
     path.write_text(
