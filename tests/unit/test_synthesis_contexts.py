@@ -120,7 +120,7 @@ def test_the_context_is_the_one_serving_sends(store):
         def __init__(self):
             self.calls = []
 
-        def chat(self, messages, *, max_tokens=256, temperature=0.0):
+        def chat(self, messages, *, max_tokens=256, temperature=0.0, **_):
             self.calls.append(messages)
             return ChatResult(text="ok", model="qa")
 
