@@ -22,11 +22,14 @@ if [ "$phase" = 1 ]; then
     unsloth-padded unsloth-packedfp16),$(shape_cases llama-3.2-3b unsloth-packed hf-padded unsloth-padded \
     unsloth-packedfp16)"
 else
-  timeout 200 python3 -m pytest -m gpu tests/gpu -x -q -p no:cacheprovider 2>&1 | tee "$OUT/pytest-gpu.txt"
+  # the 3B ratios first (call 1 ran out of time there), then issue 10's families, then pytest -m gpu
+  "${run[@]}" --budget-s "${BUDGET2:-230}" --cases "$(shape_cases llama-3.2-3b hf-padded unsloth-padded)"
   for fam in qwen2.5 llama3.2; do
-    timeout 150 python3 -m benchmarks.finetune_gpu.family_bnb gpu --family "$fam" --tokenizer ".carry/tok-$fam" \
-      --data .carry/bench-data --out "$OUT" --work "$PRODTUNE_GPU_WORK" >> "$log" 2>&1 \
+    timeout 110 python3 -m benchmarks.finetune_gpu.family_bnb gpu --family "$fam" --tokenizer ".carry/tok-$fam" \
+      --data .carry/bench-data --out "$OUT" --work "$PRODTUNE_GPU_WORK" --steps 20 >> "$log" 2>&1 \
       && echo "family $fam: ok" || echo "family $fam: FAILED (see log-2.txt)"
   done
-  "${run[@]}" --budget-s "${BUDGET2:-250}" --cases "${CASES2:-$(shape_cases llama-3.2-3b hf-packed)}"
+  timeout 150 python3 -m pytest -m gpu tests/gpu -x -q -p no:cacheprovider 2>&1 | tail -30 > "$OUT/pytest-gpu.txt"
+  cat "$OUT/pytest-gpu.txt"
+  "${run[@]}" --budget-s "${BUDGET3:-95}" --results-name results-2b.json --cases "${CASES2:-unsloth-packedfp16-llama-3.2-3b}"
 fi
