@@ -124,6 +124,16 @@ def gpu(args: argparse.Namespace) -> dict[str, Any]:
     train, ev = work / "train.jsonl", work / "eval.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in rows if r.get("split") != "eval"))
     ev.write_text("".join(json.dumps(r) + "\n" for r in rows if r.get("split") == "eval"))
+    if cuda:
+        from components.finetune import backend_unsloth
+
+        # Unsloth's merged_16bit save refuses a local pre-quantized base ("base model should be a 16bit ...
+        # base model for a 16bit merge, but ... is nf4"; seen on the GPU host): merge on the CPU instead,
+        # onto the 16-bit base dequantized below (issue 10: never merge into a 4-bit model).
+        def merge_elsewhere(model: Any, tokenizer: Any, out: Path, eos_tokens: list[str]) -> None:
+            (Path(out) / "NOT-MERGED").write_text("merged on the CPU onto base16/ (family_bnb.py cpu)\n")
+
+        backend_unsloth.save_merged = merge_elsewhere
     result = run_finetune(config, train, ev, work / "ft", resume=False)
     base16 = dequantize_to_16bit(bnb, work / "base16") if cuda else bf16
     s = result.summary

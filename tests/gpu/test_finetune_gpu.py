@@ -46,6 +46,8 @@ def data() -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_bnb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import unsloth  # noqa: F401  (first: it patches transformers/TRL, trl.SFTTrainer included)
+
     from benchmarks.finetune_gpu.family_bnb import build_tiny
     from benchmarks.finetune_gpu.shapes import quantize_bnb4
 
