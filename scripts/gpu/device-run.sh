@@ -24,7 +24,7 @@ families_and_tests() {
       --data .carry/bench-data --out "$OUT" --work "$PRODTUNE_GPU_WORK" --steps 20 >> "$log" 2>&1 \
       && echo "family $fam: ok" || echo "family $fam: FAILED (see log-$phase.txt)"
   done
-  timeout 150 python3 -m pytest -m gpu tests/gpu -x -q -p no:cacheprovider 2>&1 | grep -v "examples/s" > "$OUT/pytest-gpu.txt"
+  timeout 150 python3 -m pytest -m gpu tests/gpu -q -p no:cacheprovider 2>&1 | grep -v "examples/s" > "$OUT/pytest-gpu.txt"
   tail -40 "$OUT/pytest-gpu.txt"
 }
 if [ "$phase" = 3 ]; then  # the retry of call 2's second half
