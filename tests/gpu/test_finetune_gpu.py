@@ -129,10 +129,16 @@ def test_unsloth_packed_batches_keep_labels_and_do_not_attend_across_rows(tiny_b
     assert math.isclose(packed, total / weight, rel_tol=2e-2), (packed, total / weight)
 
 
-def test_fp16_trains_finite_and_close_to_bf16(tiny_bnb: Path, data: Path, tmp_path: Path) -> None:
+def test_fp16_trains_finite_and_close_to_bf16(
+    tiny_bnb: Path, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from benchmarks.finetune_gpu.run import _data
-    from components.finetune import training
+    from components.finetune import backend_unsloth, training
     from components.finetune.core import run_finetune
+
+    # Unsloth refuses a 16-bit merge onto a local nf4 base (seen on the GPU host; the merge belongs on
+    # a 16-bit base: benchmarks/finetune_gpu/family_bnb.py); this test is about training precision.
+    monkeypatch.setattr(backend_unsloth, "save_merged", lambda *a, **k: None)
 
     assert training.choose_precision(_config(tiny_bnb, 1), "cuda", (7, 5)) == "fp16"  # what a T4 gets
     train, ev = _data("describer", data, tmp_path, "fp16")
