@@ -233,7 +233,9 @@ RECIPES = {
 # What every FinetuneConfig parameter does (tests check that none is missing).
 PARAM_NOTES = {
     "task": "which model: `describer` (title -> description) or `qa` (question + context -> answer)",
-    "base_model": "local dir of the base weights (HF safetensors; the GPU recipes use Unsloth's pre-quantized 4-bit checkpoints)",
+    "base_model": "base weights: a local dir, an HF repo id[@revision] (downloaded in the pod with HF_TOKEN) or an s3:// prefix; the GPU recipes use Unsloth's pre-quantized 4-bit checkpoints",
+    "merge_base_model": "the 16-bit original of a 4-bit `base_model`: the adapter is merged onto it (never into 4-bit weights) and the export gate scores it",
+    "date_string": "Llama 3.x only: the fixed 'Today Date' rendered into every prompt (training, GGUF and Modelfile agree; nothing depends on today)",
     "chat_template": "`auto` = the base model's own template; the exact string is saved and reused by export and serving",
     "backend": "`unsloth` (CUDA) or `hf` (transformers + PEFT + TRL); `auto` picks Unsloth when CUDA and it are there",
     "device": "`cuda`, `cpu` or `auto`",
@@ -247,6 +249,8 @@ PARAM_NOTES = {
     "grad_accum": "forward passes per optimizer step (effective batch = batch x accum)",
     "gradient_checkpointing": "recompute activations in backward: less memory, ~20-30% more time",
     "cpu_threads": "torch threads on CPU (null = all cores)",
+    "packing": "pack rows padding-free into `max_seq_length` rows (no row attends to another); `auto` = on CUDA",
+    "precision": "CUDA compute dtype; `auto` = bf16 from compute capability 8.0, fp16 below (a T4)",
     "learning_rate": "peak learning rate of the LoRA weights",
     "lr_scheduler": "decay after warm-up",
     "warmup_ratio": "share of steps with a rising learning rate",

@@ -61,6 +61,30 @@ def generate(gguf: Path, template_summary: dict[str, Any]) -> list[dict[str, str
     return out
 
 
+QA_CONTEXT = [
+    ("Anker Backpack 14 inch Black", "A 14 inch black backpack made of nylon, with two side pockets.")
+]
+
+
+def generate_chat(gguf: Path, task: str, max_tokens: int = 48) -> list[dict[str, str]]:
+    """Greedy answers through llama.cpp's chat completion with the GGUF's embedded template."""
+    from llama_cpp import Llama
+
+    from components.common.chat_format import describer_messages, qa_messages
+
+    llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=2, verbose=False)
+    prompts = (
+        [describer_messages(t) for t in TITLES[:2]]
+        if task == "describer"
+        else [qa_messages("What is it made of?", QA_CONTEXT)]
+    )
+    out = []
+    for messages in prompts:
+        r = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0)
+        out.append({"input": messages[-1]["content"][-80:], "output": r["choices"][0]["message"]["content"]})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("adapter_tgz")

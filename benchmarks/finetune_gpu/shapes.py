@@ -4,8 +4,10 @@ No model hub is reachable from the GPU host, so the 7B and 3B runs use models wi
 Qwen2.5-7B-Instruct and Llama-3.2-3B-Instruct (layers, hidden size, heads, KV heads, vocab, tied or
 untied embeddings, RoPE settings: the values of their published `config.json`) and random weights.
 Memory and speed of QLoRA depend on these shapes, not on the weight values; the loss does not mean
-anything on them. The tokenizer is SmolLM2's (ChatML, 49,152 tokens): every id it produces is inside
-both vocabularies, and the embedding / lm_head tensors keep their full published size.
+anything on them. The tokenizer is the family's real one (built offline from the published BPE ranks by
+`tests/fixtures/family_models.py`), so row lengths and chat templates are those of the real models.
+`quantize_bnb4` turns a shape into the pre-quantized bnb-4bit checkpoint form that production loads
+(`unsloth/Qwen2.5-7B-Instruct-bnb-4bit`: nf4, double quantization, bf16 compute, lm_head unquantized).
 """
 
 from __future__ import annotations
@@ -75,11 +77,11 @@ SHAPES["tiny"] = {
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
     "head_dim": 16,
-    "vocab_size": 49152,
 }
 
-# Which production recipe trains which shape.
+# Which production recipe trains which shape, and whose tokenizer it uses.
 RECIPES = {"qwen2.5-7b": "describer.yaml", "llama-3.2-3b": "qa.yaml", "tiny": "qa.yaml"}
+FAMILY = {"qwen2.5-7b": "qwen2.5", "llama-3.2-3b": "llama3.2", "tiny": "llama3.2"}
 
 # Tokenizer files copied next to the random weights (SmolLM2's; see module docstring).
 TOKENIZER_FILES = (
@@ -156,6 +158,48 @@ def build_random_model(
     (tmp / ".random-shape").write_text(
         json.dumps({"shape": name, "num_layers": num_layers, "params": param_count(cfg)}), encoding="utf-8"
     )
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def bnb4_config() -> Any:
+    """The quantization of the unsloth/*-bnb-4bit checkpoints (their config.json's quantization_config)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_quant_storage=torch.uint8,
+        llm_int8_skip_modules=["lm_head"],
+    )
+
+
+def quantize_bnb4(src: str | Path, out_dir: str | Path) -> Path:
+    """Load a bf16 model dir in 4-bit on CUDA and save it pre-quantized (weights + quant states), with
+    its tokenizer files and marker; the form `FastLanguageModel.from_pretrained(load_in_4bit=True)` and
+    transformers both load without re-quantizing."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    src, out = Path(src), Path(out_dir)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(src), quantization_config=bnb4_config(), dtype=torch.bfloat16, device_map={"": 0},
+        local_files_only=True,
+    )  # fmt: skip
+    tmp = out.with_name(f".tmp-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    del model
+    torch.cuda.empty_cache()
+    for f in (*TOKENIZER_FILES, ".random-shape"):
+        if (src / f).is_file():
+            shutil.copy2(src / f, tmp / f)
+    marker = json.loads((tmp / ".random-shape").read_text())
+    (tmp / ".random-shape").write_text(json.dumps({**marker, "bnb_4bit": True}), encoding="utf-8")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out

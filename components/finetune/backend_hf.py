@@ -23,7 +23,8 @@ def load(config: FinetuneConfig, device: str) -> tuple[Any, Any]:
         tokenizer.pad_token = tokenizer.eos_token
     kwargs: dict[str, Any] = {"local_files_only": True}
     if device == "cuda":
-        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # bf16 or fp16 from the compute capability (a T4 is fp16), never from is_bf16_supported()
+        kwargs["dtype"] = training.torch_dtype(training.choose_precision(config, device))
         kwargs["device_map"] = {"": 0}
         if config.quantization.load_in_4bit and _has_bitsandbytes():
             from transformers import BitsAndBytesConfig
@@ -69,10 +70,7 @@ def train(model: Any, tokenizer: Any, ctx: TrainContext, resume_from: Path | Non
     if ctx.device == "cpu":
         # TRL defaults bf16=True; CPU autocast to bf16 is ~50x slower than fp32 on CPUs without AMX.
         extra.update(use_cpu=True, bf16=False, fp16=False)
-    else:
-        import torch
-
-        extra["bf16" if torch.cuda.is_bf16_supported() else "fp16"] = True
+    # on CUDA, train_sft sets bf16/fp16 from training.choose_precision
     return training.train_sft(model, tokenizer, ctx, resume_from, **extra)
 
 

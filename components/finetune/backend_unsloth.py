@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from components.finetune import merge
+from components.finetune import merge, training
 from components.finetune.schema import ALL_PROJECTIONS, FinetuneConfig, TrainContext
 
 
@@ -28,7 +28,8 @@ def load(config: FinetuneConfig, device: str) -> tuple[Any, Any]:
         model_name=str(Path(config.base_model).expanduser()),
         max_seq_length=config.max_seq_length,
         load_in_4bit=config.quantization.load_in_4bit,
-        dtype=None,  # bf16 where supported, else fp16
+        # bf16 from compute capability 8.0, fp16 below (T4): training.choose_precision, not Unsloth's guess
+        dtype=training.torch_dtype(training.choose_precision(config, device)),
         local_files_only=True,
     )
     if tokenizer.pad_token is None:
@@ -56,12 +57,8 @@ def add_lora(model: Any, config: FinetuneConfig) -> Any:
 
 
 def train(model: Any, tokenizer: Any, ctx: TrainContext, resume_from: Path | None) -> tuple[Any, Any]:
-    from unsloth import is_bfloat16_supported
-
-    from components.finetune import training
-
     model = add_lora(model, ctx.config)
-    bf16 = is_bfloat16_supported()
+    # precision (bf16/fp16) and packing are set by train_sft for both backends
     return training.train_sft(
         model,
         tokenizer,
@@ -69,8 +66,6 @@ def train(model: Any, tokenizer: Any, ctx: TrainContext, resume_from: Path | Non
         resume_from,
         trainer_checkpointing=False,
         optim=ctx.config.optim or "adamw_8bit",
-        bf16=bf16,
-        fp16=not bf16,
     )
 
 

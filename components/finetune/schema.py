@@ -90,6 +90,14 @@ class FinetuneConfig(StepConfig):
     save_total_limit: int = Field(default=2, gt=0)
     logging_steps: int = Field(default=1, gt=0)
     gradient_checkpointing: bool = False
+    packing: bool | Literal["auto"] = Field(
+        default="auto",
+        description="BFD-pack rows into max_seq_length rows, padding-free (training.use_packing); auto: on CUDA",
+    )
+    precision: Literal["auto", "bf16", "fp16"] = Field(
+        default="auto",
+        description="CUDA compute dtype; auto: from compute capability (training.choose_precision)",
+    )
     cpu_threads: int | None = Field(
         default=None,
         gt=0,

@@ -1,26 +1,74 @@
-"""Trainer pieces shared by both backends: the tokenized dataset, SFTConfig, callbacks.
+"""Trainer pieces shared by both backends: precision, packing, the tokenized dataset, SFTConfig, callbacks.
 
 Imports stay inside functions: with Unsloth, `unsloth` must be imported before transformers/TRL.
+
+Packing (`packing:` in the recipe): rows are pre-tokenized and masked by `core.tokenize_example`; with
+packing on they are bin-packed (TRL's `pack_dataset`, best-fit decreasing, no row split) into rows of at
+most `max_seq_length` tokens, each carrying `seq_lengths`. TRL's padding-free collator then flattens a
+micro-batch into one row whose `position_ids` restart at 0 for every original row; Unsloth reads
+`packed_seq_lengths` from it and transformers' SDPA/eager masks read the position resets, so attention
+stays inside each original row (tests/unit/test_packing.py checks logits and labels row by row).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from components.finetune.schema import TrainContext
+from components.finetune.schema import FinetuneConfig, TrainContext
+
+Precision = Literal["bf16", "fp16", "fp32"]
+# bf16 tensor cores arrived with Ampere (compute capability 8.0). A T4 is 7.5, a V100 7.0: there
+# `torch.cuda.is_bf16_supported()` may still say True (emulated, several times slower), so never ask it.
+BF16_MIN_CAPABILITY = (8, 0)
 
 
-def tokenized_dataset(ctx: TrainContext) -> Any:
-    """Pre-tokenized rows with labels: TRL neither re-templates nor re-masks them (same on every backend)."""
+def choose_precision(
+    config: FinetuneConfig, device: str, capability: tuple[int, int] | None = None
+) -> Precision:
+    """fp32 on CPU; on CUDA the recipe's `precision`, or (auto) bf16 from capability 8.0 up, else fp16."""
+    if device != "cuda":
+        return "fp32"
+    if config.precision != "auto":
+        return config.precision
+    if capability is None:
+        import torch
+
+        capability = torch.cuda.get_device_capability()
+    return "bf16" if tuple(capability) >= BF16_MIN_CAPABILITY else "fp16"
+
+
+def torch_dtype(precision: Precision) -> Any:
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+
+
+def precision_args(precision: Precision) -> dict[str, bool]:
+    """SFTConfig's mixed-precision flags (fp32: neither)."""
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def use_packing(config: FinetuneConfig, device: str) -> bool:
+    """auto: on CUDA (measured there: docs/gpu.md), off on CPU (the demo's rows are few and short)."""
+    return device == "cuda" if config.packing == "auto" else bool(config.packing)
+
+
+def tokenized_dataset(ctx: TrainContext, packed: bool = False) -> Any:
+    """Pre-tokenized rows with labels: TRL neither re-templates nor re-masks them (same on every backend).
+
+    `packed`: rows bin-packed into rows of <= max_seq_length tokens with `seq_lengths` (see module doc).
+    """
     from datasets import Dataset
 
-    return Dataset.from_list(
-        [
-            {"input_ids": t.input_ids, "attention_mask": [1] * len(t.input_ids), "labels": t.labels}
-            for t in ctx.train
-        ]
-    )
+    columns = {"input_ids": [t.input_ids for t in ctx.train], "labels": [t.labels for t in ctx.train]}
+    if not packed:
+        columns["attention_mask"] = [[1] * len(t.input_ids) for t in ctx.train]
+        return Dataset.from_dict(columns)
+    from trl import pack_dataset
+
+    # Every row is already <= max_seq_length (core.tokenize_example), so "bfd" never truncates here.
+    return pack_dataset(Dataset.from_dict(columns), ctx.config.max_seq_length, strategy="bfd")
 
 
 def collator(tokenizer: Any) -> Any:
@@ -30,8 +78,14 @@ def collator(tokenizer: Any) -> Any:
     return DataCollatorForSeq2Seq(tokenizer=tokenizer, padding=True, label_pad_token_id=-100)
 
 
-def sft_args(ctx: TrainContext, *, trainer_checkpointing: bool = True, **extra: Any) -> Any:
-    """SFTConfig from our config. `trainer_checkpointing=False` when the backend does it (Unsloth)."""
+def sft_args(
+    ctx: TrainContext, *, trainer_checkpointing: bool = True, packed: bool = False, **extra: Any
+) -> Any:
+    """SFTConfig from our config. `trainer_checkpointing=False` when the backend does it (Unsloth).
+
+    `packed`: TRL's padding-free collation of packed rows (Unsloth turns its packed attention on from
+    `packing`); off, padding_free is set False explicitly so Unsloth does not switch it on by itself.
+    """
     from trl import SFTConfig
 
     c = ctx.config
@@ -63,6 +117,8 @@ def sft_args(ctx: TrainContext, *, trainer_checkpointing: bool = True, **extra: 
         max_length=c.max_seq_length,
         dataset_kwargs={"skip_prepare_dataset": True},  # already tokenized and masked (core.tokenize_example)
         remove_unused_columns=False,
+        packing=packed,
+        padding_free=packed,
         report_to="none",  # tracking goes through components.common.tracking
         **length,
         **warmup,
@@ -95,15 +151,20 @@ def train_sft(
     model: Any, tokenizer: Any, ctx: TrainContext, resume_from: Path | None, **args: Any
 ) -> tuple[Any, Any]:
     """The one SFTTrainer both backends use (pre-tokenized, completion-only rows); `args` are the
-    backend's precision/optimizer choices for `sft_args`. Returns (trained model, trainer)."""
+    backend's optimizer/checkpointing choices for `sft_args`. Precision and packing are decided here,
+    once, for both backends. Returns (trained model, trainer)."""
     from trl import SFTTrainer
 
+    packed = use_packing(ctx.config, ctx.device)
+    if ctx.device == "cuda":
+        args.update(precision_args(choose_precision(ctx.config, ctx.device)))
     trainer = SFTTrainer(
         model=model,
-        args=sft_args(ctx, **args),
-        train_dataset=tokenized_dataset(ctx),
+        args=sft_args(ctx, packed=packed, **args),
+        train_dataset=tokenized_dataset(ctx, packed),
         processing_class=tokenizer,
-        data_collator=collator(tokenizer),
+        # Packed: TRL's own padding-free collator (Unsloth wraps it); a custom one would disable packing.
+        data_collator=None if packed else collator(tokenizer),
         callbacks=callbacks(ctx),
     )
     fit(trainer, resume_from)

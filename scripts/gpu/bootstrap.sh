@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
-# On the offline GPU host, from the repo root: install the carried wheels and assemble the SmolLM2 GGUF.
+# On the offline GPU host, from the repo root: install the carried wheels.
 #   source scripts/gpu/bootstrap.sh
-# Idempotent on one machine: what it installs or stashes lives under $PRODTUNE_GPU_HOME (default
-# /opt/prodtune-gpu), which outlives a call while the machine stays warm; the carried .carry/ paths do not.
-# Exports HF_HUB_OFFLINE=1, PRODTUNE_MODELS_DIR (where the joined GGUF is) and PRODTUNE_GPU_HOME.
+# Idempotent on one machine: what it installs lives under $PRODTUNE_GPU_HOME (default /opt/prodtune-gpu),
+# which outlives a call while the machine stays warm; the carried .carry/ paths do not.
+# Exports HF_HUB_OFFLINE=1, PRODTUNE_GPU_HOME, and PRODTUNE_GPU_{DATA,TOKENIZER} when carried.
 export PRODTUNE_GPU_HOME=${PRODTUNE_GPU_HOME:-/opt/prodtune-gpu}
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
-export PRODTUNE_MODELS_DIR=$PRODTUNE_GPU_HOME/models
 unset MLFLOW_TRACKING_URI   # tracking off: components.common.tracking gives a null tracker, mlflow never imported
-mkdir -p "$PRODTUNE_GPU_HOME/stash" "$PRODTUNE_MODELS_DIR"
+mkdir -p "$PRODTUNE_GPU_HOME"
 _w=.carry/gpu-wheels
 if [ -f "$PRODTUNE_GPU_HOME/.installed" ]; then
   echo "bootstrap: wheels already installed on this machine"
@@ -20,21 +19,8 @@ elif [ -f "$_w/trimmed.tgz" ]; then
 else
   echo "bootstrap: NO WHEELS (neither carried nor installed earlier on this machine)" >&2
 fi
-[ -d .carry/smol-tok ] && cp -r .carry/smol-tok "$PRODTUNE_GPU_HOME/" 2>/dev/null
-[ -f .carry/smol-a/smol.gguf.part-a ] && cp .carry/smol-a/smol.gguf.part-a "$PRODTUNE_GPU_HOME/stash/"
-_gguf=$PRODTUNE_MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf
-if [ ! -f "$_gguf" ] && [ -f .carry/smol-b/smol.gguf.part-b ]; then
-  if [ -f "$PRODTUNE_GPU_HOME/stash/smol.gguf.part-a" ]; then
-    cat "$PRODTUNE_GPU_HOME/stash/smol.gguf.part-a" .carry/smol-b/smol.gguf.part-b > "$_gguf.tmp"
-    if [ "$(sha256sum "$_gguf.tmp" | cut -d' ' -f1)" = "$(cat .carry/smol-b/smol.gguf.sha256)" ]; then
-      mv "$_gguf.tmp" "$_gguf" && echo "bootstrap: SmolLM2 GGUF joined, sha256 ok"
-    else
-      echo "bootstrap: SmolLM2 GGUF sha256 MISMATCH" >&2; rm -f "$_gguf.tmp"
-    fi
-  else
-    echo "bootstrap: part a of the GGUF is not stashed here (machine was not kept warm)" >&2
-  fi
-fi
+[ -d .carry/bench-data ] && export PRODTUNE_GPU_DATA=$PWD/.carry/bench-data
+[ -d .carry/tok-llama3.2 ] && export PRODTUNE_GPU_TOKENIZER=$PWD/.carry/tok-llama3.2
 python3 - <<'PY'
 import importlib.metadata as md
 names = ["torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes", "unsloth", "unsloth_zoo",

@@ -1,23 +1,20 @@
-"""The training function on CUDA with Unsloth: real SmolLM2 learns; a production-shaped QLoRA fits 16 GiB.
+"""The training function on CUDA with Unsloth: packed collation keeps labels and row boundaries; fp16 trains.
 
 Run on the GPU host (docs/gpu.md): `source scripts/gpu/bootstrap.sh && pytest -m gpu tests/gpu`.
-Skipped without CUDA or Unsloth. The shaped test builds the random-weight Llama-3.2-3B shape under
-$PRODTUNE_GPU_WORK (reused if the benchmark built it) and needs $PRODTUNE_GPU_TOKENIZER (SmolLM2's tokenizer).
+Skipped without CUDA or Unsloth. Needs $PRODTUNE_GPU_TOKENIZER (a real family tokenizer dir, Llama 3.2's)
+and $PRODTUNE_GPU_DATA (benchmarks/finetune_gpu/make_data.py output); the model is a tiny random-weight
+Llama-3.2-architecture checkpoint saved pre-quantized in bnb-4bit, as production loads its base.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
+import math
 import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cuda() -> bool:
@@ -35,80 +32,126 @@ pytestmark = [
 ]
 
 
+def _env_dir(name: str, must_have: str) -> Path:
+    d = Path(os.environ.get(name, ""))
+    if not (d / must_have).is_file():
+        pytest.skip(f"set {name} (a dir with {must_have})")
+    return d
+
+
 @pytest.fixture(scope="module")
-def smol() -> Path:
-    from components.finetune.materialize import DEFAULT_GGUF, DEFAULT_OUTPUT, is_materialized, materialize
-
-    if not is_materialized(DEFAULT_OUTPUT) and not DEFAULT_GGUF.is_file():
-        pytest.skip(f"SmolLM2 GGUF not found at {DEFAULT_GGUF}")
-    return materialize(DEFAULT_GGUF, DEFAULT_OUTPUT)
+def data() -> Path:
+    return _env_dir("PRODTUNE_GPU_DATA", "describer.jsonl")
 
 
-def test_unsloth_trains_real_smollm2_loss_goes_down_and_lora_changes(smol: Path, tmp_path: Path) -> None:
-    from safetensors.torch import load_file
+@pytest.fixture(scope="module")
+def tiny_bnb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import unsloth  # noqa: F401  (first: it patches transformers/TRL, trl.SFTTrainer included)
 
-    from benchmarks.finetune_gpu.data import describer_rows, write_jsonl
+    from benchmarks.finetune_gpu.family_bnb import build_tiny
+    from benchmarks.finetune_gpu.shapes import quantize_bnb4
+
+    tok = _env_dir("PRODTUNE_GPU_TOKENIZER", "tokenizer.json")
+    root = tmp_path_factory.mktemp("tiny")
+    bnb = quantize_bnb4(build_tiny("llama3.2", tok, root / "bf16"), root / "bnb")
+    assert "quantization_config" in (bnb / "config.json").read_text()
+    return bnb
+
+
+def _config(base: Path, steps: int, **top):
     from benchmarks.finetune_gpu.run import production_config
+
+    return production_config("describer.yaml", base, "unsloth", steps, 0, logging_steps=1, **top)
+
+
+def _train_rows(tokenizer, data: Path, config, n: int):
+    from components.finetune.core import end_tokens, read_examples, tokenize_example
+
+    eos = end_tokens(tokenizer)
+    turn_end = tokenizer.eos_token if tokenizer.eos_token in eos else eos[0]
+    rows = []
+    for ex in read_examples(data / "describer.jsonl", [])[:n]:
+        t = tokenize_example(tokenizer, ex.messages, tokenizer.chat_template, config.max_seq_length, turn_end)
+        assert not isinstance(t, str)
+        rows.append(t)
+    return rows
+
+
+def test_unsloth_packed_batches_keep_labels_and_do_not_attend_across_rows(tiny_bnb: Path, data: Path) -> None:
+    import torch
+    from trl import SFTTrainer
+
+    from components.finetune import backend_unsloth, training
+    from components.finetune.core import TrainContext
+
+    config = _config(tiny_bnb, 1, packing=True)
+    model, tok = backend_unsloth.load(config, "cuda")
+    model = backend_unsloth.add_lora(model, config)
+    rows = _train_rows(tok, data, config, 24)
+    ctx = TrainContext(config, "cuda", tiny_bnb.parent / "ft", rows, on_log=lambda s, x: None)
+    trainer = SFTTrainer(
+        model=model,
+        args=training.sft_args(
+            ctx,
+            packed=True,
+            trainer_checkpointing=False,
+            optim="adamw_8bit",
+            **training.precision_args("bf16"),
+        ),
+        train_dataset=training.tokenized_dataset(ctx, packed=True),
+        processing_class=tok,
+    )
+    ds = trainer.train_dataset
+    assert len(ds) < len(rows) and "seq_lengths" in ds.column_names
+    batch = trainer.data_collator([ds[0], ds[1]])
+    lengths = batch["packed_seq_lengths"].tolist()  # Unsloth's varlen metadata, from TRL's seq_lengths
+    assert lengths == [*ds[0]["seq_lengths"], *ds[1]["seq_lengths"]]
+    assert "attention_mask" not in batch
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    by_ids = {tuple(r.input_ids): r.labels for r in rows}
+    a = 0
+    for n in lengths:  # every packed segment is one original row with its completion-only labels
+        assert batch["position_ids"][0, a : a + n].tolist() == list(range(n))
+        assert by_ids[tuple(ids[a : a + n])] == labels[a : a + n]
+        a += n
+    # Same loss packed as row by row: no row attends to another under Unsloth's packed attention.
+    model.eval()
+    dev = {k: v.cuda() for k, v in batch.items()}
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        packed = float(model(**dev, use_cache=False).loss)
+        total = weight = 0.0
+        a = 0
+        for n in lengths:
+            seg_labels = dev["labels"][:, a : a + n]
+            k = int((seg_labels[:, 1:] != -100).sum())
+            out = model(input_ids=dev["input_ids"][:, a : a + n], labels=seg_labels, use_cache=False)
+            total, weight, a = total + float(out.loss) * k, weight + k, a + n
+    assert math.isclose(packed, total / weight, rel_tol=2e-2), (packed, total / weight)
+
+
+def test_fp16_trains_finite_and_close_to_bf16(
+    tiny_bnb: Path, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks.finetune_gpu.run import _data
+    from components.finetune import backend_unsloth, training
     from components.finetune.core import run_finetune
 
-    # Production describer recipe (seq 1024, batch 2 x accum 4, QLoRA r16, Unsloth); a loss every step.
-    config = production_config("describer.yaml", smol, "unsloth", 24, 0, logging_steps=1)
-    train = write_jsonl(tmp_path / "describer-train.jsonl", describer_rows(200))
-    result = run_finetune(config, train, None, tmp_path / "ft", resume=False)
+    # Unsloth refuses a 16-bit merge onto a local nf4 base (seen on the GPU host; the merge belongs on
+    # a 16-bit base: benchmarks/finetune_gpu/family_bnb.py); this test is about training precision.
+    monkeypatch.setattr(backend_unsloth, "save_merged", lambda *a, **k: None)
 
-    assert result.summary["backend"] == "unsloth" and result.summary["device"] == "cuda"
-    losses = result.summary["train_loss"]
-    assert len(losses) == 24
-    assert statistics.mean(losses[-4:]) < 0.8 * statistics.mean(losses[:4]), losses
-    adapter = load_file(str(tmp_path / "ft" / "adapter" / "adapter_model.safetensors"))
-    lora_b = [t for k, t in adapter.items() if "lora_B" in k]
-    assert lora_b, "adapter has no LoRA B matrices"
-    # LoRA B starts at zero: after training every targeted projection must have moved.
-    assert all(float(t.float().abs().max()) > 0 for t in lora_b)
-    assert (tmp_path / "ft" / "merged" / "config.json").is_file()
-
-
-def test_llama_3b_shape_qlora_runs_inside_16_gib(tmp_path: Path) -> None:
-    tokenizer = os.environ.get("PRODTUNE_GPU_TOKENIZER", "")
-    if not (Path(tokenizer) / "tokenizer.json").is_file():
-        pytest.skip("set PRODTUNE_GPU_TOKENIZER to SmolLM2's tokenizer dir")
-    work = Path(os.environ.get("PRODTUNE_GPU_WORK", tmp_path))
-    build = [
-        sys.executable,
-        "-m",
-        "benchmarks.finetune_gpu.run",
-        "build",
-        "--shape",
-        "llama-3.2-3b",
-        "--work",
-        str(work),
-        "--tokenizer",
-        tokenizer,
-    ]
-    subprocess.run(build, check=True, cwd=ROOT)
-    result = tmp_path / "r.json"
-    # Own process: clean peak counters. The allocator is capped at 16 GiB, so going over fails the run.
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.finetune_gpu.run",
-        "one",
-        "--case",
-        "unsloth-llama-3.2-3b",
-        "--work",
-        str(work),
-        "--result",
-        str(result),
-        "--steps",
-        "3",
-        "--warmup",
-        "1",
-        "--cap-gib",
-        "16",
-    ]
-    subprocess.run(cmd, cwd=ROOT, timeout=600)
-    r = json.loads(result.read_text())
-    assert r["ok"], r.get("error")
-    assert r["resolved_backend"] == "unsloth"
-    assert r["config"]["max_seq_length"] == 1536 and r["rows_full_length"]
-    assert r["peak_reserved_gib"] < 16.0
+    assert training.choose_precision(_config(tiny_bnb, 1), "cuda", (7, 5)) == "fp16"  # what a T4 gets
+    train, ev = _data("describer", data, tmp_path, "fp16")
+    losses = {}
+    for precision in ("bf16", "fp16"):
+        config = _config(tiny_bnb, 30, precision=precision, packing=True, learning_rate=1e-3)
+        result = run_finetune(config, train, ev, tmp_path / precision, resume=False)
+        assert result.summary["backend"] == "unsloth"
+        losses[precision] = result.summary["train_loss"]
+    bf, fp = losses["bf16"], losses["fp16"]
+    assert len(fp) == 30 and all(math.isfinite(x) for x in fp), fp
+    # Random frozen embeddings bound how far a LoRA can lower the loss (~ln(vocab)); it must still fall.
+    assert statistics.mean(fp[-5:]) < statistics.mean(fp[:5]), fp
+    assert statistics.mean(bf[-5:]) < statistics.mean(bf[:5]), bf
+    rel = [abs(a - b) / a for a, b in zip(bf, fp, strict=True)]
+    assert max(rel) < 0.02, (bf, fp)
