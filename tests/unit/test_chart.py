@@ -173,6 +173,9 @@ def test_full_render_is_valid_and_puts_ollama_on_the_gpu_pool(full_docs: list[di
     env = env_of(server)
     assert env["OLLAMA_NUM_PARALLEL"] == "4" and env["OLLAMA_CONTEXT_LENGTH"] == "4096"
     assert spec["runtimeClassName"] == "nvidia"
+    # the router sends each model as many requests at once as Ollama serves in parallel
+    router = find(full_docs, "Deployment", "rel-prodtune-serving-router")["spec"]["template"]["spec"]
+    assert env_of(router["containers"][0])["PRODTUNE_LLM_OLLAMA_NUM_PARALLEL"] == "4"
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
     # Only the server asks for the GPU; the import init containers do not hold one.
     assert all("nvidia.com/gpu" not in c["resources"].get("limits", {}) for c in spec["initContainers"])

@@ -154,6 +154,9 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if eq .Values.router.llmBackend "ollama" }}
 - name: OLLAMA_HOST
   value: {{ include "prodtune-serving.ollamaHost" . | quote }}
+# The router sends each model as many requests at once as Ollama serves (serving/llm/gate.py).
+- name: PRODTUNE_LLM_OLLAMA_NUM_PARALLEL
+  value: {{ .Values.ollama.numParallel | quote }}
 {{- else }}
 - name: PRODTUNE_LLM_CACHE_DIR
   value: /models-cache
