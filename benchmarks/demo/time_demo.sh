@@ -72,6 +72,7 @@ start, end = float(start), float(end)
 setup_end = pipeline_end = None
 for line in open(log, encoding="utf-8", errors="replace"):
     stamp, _, text = line.partition(" ")
+    text = __import__("re").sub(r"\x1b\[[0-9;]*m", "", text)  # setup.sh prints "[setup]" in bold
     if "[setup] ready" in text:
         setup_end = float(stamp)
     if "prodtune run " in text and "done in" in text:
