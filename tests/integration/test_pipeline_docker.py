@@ -154,6 +154,9 @@ def test_whole_pipeline_runs_in_containers_non_root_read_only(
             "HOME": "/tmp/home",  # the root filesystem is read-only: $HOME lives on the tmpfs
             "PRODTUNE_HOME": "/tmp/prodtune",
             "PRODTUNE_MODELS_DIR": "/models",
+            # The image's own value, named here too: `${PRODTUNE_CACHE:-...}` in the recipes is
+            # expanded where the pipeline is built (this process), not inside the container.
+            "PRODTUNE_CACHE": "/opt/prodtune/cache",
         }
         spec = {
             "input_uri": input_uri,
