@@ -160,6 +160,6 @@ printf '%-12s %-60s %s\n' IMAGE REFERENCE SIZE
 for row in "${built[@]}"; do
   ref=${row#*=}
   size=$("$DOCKER" image inspect --format '{{.Size}}' "$ref")
-  printf '%-12s %-60s %s\n' "${row%%=*}" "$ref" "$(numfmt --to=si --suffix=B "$size")"
+  printf '%-12s %-60s %s\n' "${row%%=*}" "$ref" "$(numfmt --to=si --round=nearest --format=%.2f --suffix=B "$size")"
 done
 if [ -n "$refs_file" ]; then printf '%s\n' "${built[@]}" >"$refs_file"; fi

@@ -106,7 +106,23 @@ def pg_stack(tmp_path_factory: pytest.TempPathFactory, postgres: str) -> Iterato
         stack.stop()
 
 
-def test_whole_pipeline_runs_in_containers_non_root_read_only(tmp_path, images, pg_stack, postgres):
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A world-readable copy of the base model for the /models mount: the cached one may be 0600
+    (written through a private temp file), which UID 10001 cannot read."""
+    src = MODELS / "smollm2-135m-instruct"
+    if not (src / "config.json").is_file():
+        pytest.fail(f"base model missing at {src}: run scripts/setup.sh")
+    dest = tmp_path_factory.mktemp("models")
+    shutil.copytree(src, dest / src.name)
+    for path in [dest, *dest.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return dest
+
+
+def test_whole_pipeline_runs_in_containers_non_root_read_only(
+    tmp_path, images, pg_stack, postgres, models_dir
+):
     import psycopg2
 
     from components.prep.sample_data import generate_trn
@@ -138,8 +154,17 @@ def test_whole_pipeline_runs_in_containers_non_root_read_only(tmp_path, images, 
             "HOME": "/tmp/home",  # the root filesystem is read-only: $HOME lives on the tmpfs
             "PRODTUNE_HOME": "/tmp/prodtune",
             "PRODTUNE_MODELS_DIR": "/models",
+            # The image's own value, named here too: `${PRODTUNE_CACHE:-...}` in the recipes is
+            # expanded where the pipeline is built (this process), not inside the container.
+            "PRODTUNE_CACHE": "/opt/prodtune/cache",
         }
-        spec = {"input_uri": input_uri, "root": str(root), "env": step_env, "image": base_image}
+        spec = {
+            "input_uri": input_uri,
+            "root": str(root),
+            "env": step_env,
+            "image": base_image,
+            "models": str(models_dir),
+        }
         spec_file.write_text(json.dumps(spec))
         # A fresh interpreter: components take their image names from the environment at import time.
         with log_file.open("w") as log:
@@ -228,7 +253,7 @@ def _run_in_containers(spec: dict, out_file: Path) -> None:
         "user": STEP_UID,
         "read_only": True,
         "tmpfs": {"/tmp": "rw,exec,size=4g,mode=1777"},
-        "mounts": [Mount("/models", str(MODELS), type="bind", read_only=True)],
+        "mounts": [Mount("/models", spec["models"], type="bind", read_only=True)],
     }
     result = run_local(
         spec["input_uri"], spec["root"], profile="local", overrides=SMALL, env=spec["env"], docker=docker_args
