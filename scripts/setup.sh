@@ -24,15 +24,22 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
-# llama-cpp-python has no binary wheel on PyPI: build it once (about 9 min on 2 cores), then reuse.
+# llama-cpp-python has no binary wheel on PyPI: build it once (about 6 min on 2 cores), then reuse.
+# The build is CPU-bound and the lock install mostly I/O, so the build runs in the background while
+# the rest of the lock installs. Its multimodal library (mtmd/llava) is left out: nothing here uses it
+# (llama_cpp imports it lazily, only for vision chat handlers).
 sdist="$CACHE/sdist/llama_cpp_python-$LLAMA_VERSION.tar.gz"
 if [ ! -f "$sdist" ]; then
   log "downloading llama-cpp-python $LLAMA_VERSION sdist"
   "${PIP[@]}" download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$CACHE/sdist"
 fi
-if ! ls "$CACHE/wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
-  log "building llama-cpp-python $LLAMA_VERSION wheel (one time, ~9 min)"
-  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "${PIP[@]}" wheel -q --no-deps "$sdist" -w "$CACHE/wheels"
+llama_wheel() { ls "$CACHE/wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1; }
+build_pid=""
+if [ -z "$(llama_wheel)" ]; then
+  log "building llama-cpp-python $LLAMA_VERSION wheel in the background (one time, ~6 min; log: $CACHE/llama-build.log)"
+  CMAKE_ARGS="-DLLAVA_BUILD=OFF ${CMAKE_ARGS:-}" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+    "${PIP[@]}" wheel -q --no-deps "$sdist" -w "$CACHE/wheels" >"$CACHE/llama-build.log" 2>&1 &
+  build_pid=$!
 fi
 
 stamp="$VENV/.prodtune-lock"
@@ -40,8 +47,20 @@ want=$(cat requirements.lock requirements-dev.lock pyproject.toml | sha256sum | 
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing requirements.lock + requirements-dev.lock into $VENV"
   # The locks are complete (resolved by scripts/lock.sh), so skip resolution: --no-deps, then check.
-  "${PIP[@]}" install -q --no-deps --find-links "$CACHE/wheels" -r requirements.lock -r requirements-dev.lock \
+  # --no-compile: modules are byte-compiled when first imported, so only what runs pays for it.
+  others=$(mktemp)
+  grep -v -E '^llama[-_]cpp[-_]python' requirements.lock >"$others"
+  "${PIP[@]}" install -q --no-deps --no-compile -r "$others" -r requirements-dev.lock \
     2> >(grep -v "^WARNING: Location" >&2)
+  rm -f "$others"
+fi
+if [ -n "$build_pid" ] && ! wait "$build_pid"; then
+  tail -20 "$CACHE/llama-build.log" >&2
+  log "llama-cpp-python build failed (log: $CACHE/llama-build.log)"
+  exit 1
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  "${PIP[@]}" install -q --no-deps --no-compile "$(llama_wheel)"
   "${PIP[@]}" check
   "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
   echo "$want" >"$stamp"

@@ -94,12 +94,9 @@ class ChatFamily:
         return _LLAMA3_GO.format(date=date or FIXED_DATE)
 
     def stops(self, vocab: Iterable[str], declared: Iterable[str] = ()) -> list[str]:
-        """Stop strings: the declared eos tokens, then every end token of the family the vocab holds."""
-        vocab_set = set(vocab)
-        stops: list[str] = []
-        for tok in [*declared, *self.end_tokens]:
-            if tok and tok in vocab_set and tok not in stops:
-                stops.append(tok)
+        """Stop strings: every end token of the family the vocab holds (in the family's order), then
+        any other declared eos token. One order everywhere: summary, Modelfile and serving agree."""
+        stops = ordered_stops(vocab, declared, self.end_tokens)
         if self.turn_end not in stops:
             raise InputError(
                 f"the tokenizer has no {self.turn_end} token although its template is {self.label}",
@@ -149,6 +146,18 @@ def by_name(name: str) -> ChatFamily:
     if name not in FAMILIES:
         raise InputError(f"unknown chat family {name!r} (known: {', '.join(FAMILIES)})", field="chat_family")
     return FAMILIES[name]
+
+
+def ordered_stops(vocab: Iterable[str], declared: Iterable[str], known: Iterable[str]) -> list[str]:
+    """The end tokens `known` (a family's, in its order) that the vocab holds, then the `declared`
+    eos tokens not among them; duplicates and empty names dropped. Declared order varies between
+    checkpoints (tokenizer eos vs generation config), so it never decides the order."""
+    vocab_set = set(vocab)
+    found: list[str] = []
+    for tok in [*(t for t in known if t in vocab_set), *declared]:
+        if isinstance(tok, str) and tok and tok in vocab_set and tok not in found:
+            found.append(tok)
+    return found
 
 
 def known_end_tokens() -> tuple[str, ...]:

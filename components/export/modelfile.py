@@ -35,17 +35,15 @@ def go_template(jinja_template: str) -> str:
 def stop_tokens(
     eos_tokens: Iterable[str], vocab: Iterable[str], jinja_template: str | None = None
 ) -> list[str]:
-    """All end tokens: the declared eos tokens first, then every end token of the family in the vocab."""
-    vocab_set = set(vocab)
+    """All end tokens: the family's end tokens in the vocab (its order), then other declared eos tokens."""
     known = (
         chat_families.detect(jinja_template).end_tokens
         if jinja_template
         else chat_families.known_end_tokens()
     )
-    stops: list[str] = []
-    for tok in [*eos_tokens, *(t for t in known if t in vocab_set)]:
-        if tok and tok not in stops:
-            stops.append(tok)
+    eos_tokens, vocab = list(eos_tokens), set(vocab)
+    # a declared eos token counts even when the vocab listing misses it (added tokens)
+    stops = chat_families.ordered_stops(vocab | {t for t in eos_tokens if t}, eos_tokens, known)
     if not stops:
         raise InputError("the tokenizer declares no end token: Ollama would never stop", field="eos_tokens")
     return stops

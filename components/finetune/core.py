@@ -266,14 +266,10 @@ def end_tokens(
 
     Qwen fine-tunes may emit <|endoftext|> instead of <|im_end|>: serving must stop on all of them.
     """
-    vocab = tokenizer.get_vocab()
     ids = [generation_eos] if isinstance(generation_eos, int) else list(generation_eos or [])
     known = chat_families.by_name(family).end_tokens if family else chat_families.known_end_tokens()
-    found: list[str] = []
-    for tok in [tokenizer.eos_token, *tokenizer.convert_ids_to_tokens(ids), *known]:
-        if isinstance(tok, str) and tok in vocab and tok not in found:
-            found.append(tok)
-    return found
+    declared = [tokenizer.eos_token, *tokenizer.convert_ids_to_tokens(ids)]
+    return chat_families.ordered_stops(tokenizer.get_vocab(), declared, known)
 
 
 def chat_setup(config: FinetuneConfig, tokenizer: Any, generation_eos: Any = None) -> ChatSetup:
