@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_component_runs_in_kfp_local_runner(tmp_path, monkeypatch):
     from kfp import dsl, local
 
+    from components.index.component import index
     from components.synthesis.component import synthesis
 
     sample = tmp_path / "sample"
@@ -23,9 +24,11 @@ def test_component_runs_in_kfp_local_runner(tmp_path, monkeypatch):
         ["0007", "Steel water bottle", "Double wall steel bottle. Holds 750 ml of water.", "train"],
         ["0008", "Cotton tote bag", "Large cotton tote bag with two handles. Machine washable.", "eval"],
     ]
-    pd.DataFrame(rows, columns=["uid", "title", "content", "split"]).to_csv(
-        sample / "data-2.csv", index=False
-    )
+    frame = pd.DataFrame(rows, columns=["uid", "title", "content", "split"])
+    frame.to_csv(sample / "data-2.csv", index=False)
+    processed = tmp_path / "processed"  # the catalogue the index step embeds, as prep writes it
+    processed.mkdir()
+    frame.drop(columns="split").to_parquet(processed / "trn-processed.parquet", index=False)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with FaultServer(api_key="sk-kfp") as srv:
@@ -38,7 +41,9 @@ def test_component_runs_in_kfp_local_runner(tmp_path, monkeypatch):
         @dsl.pipeline
         def demo() -> dsl.Dataset:
             imported = dsl.importer(artifact_uri=str(sample), artifact_class=dsl.Dataset)
-            return synthesis(sample=imported.output, config_json=config).outputs["dataset"]
+            catalogue = dsl.importer(artifact_uri=str(processed), artifact_class=dsl.Dataset)
+            store = index(processed=catalogue.output, config_json="{}").outputs["store"]
+            return synthesis(sample=imported.output, index=store, config_json=config).outputs["dataset"]
 
         result = demo().output
     out = Path(result.path)
