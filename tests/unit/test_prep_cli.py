@@ -23,7 +23,8 @@ def app() -> typer.Typer:
 
 
 def test_gen_data_then_prep(app: typer.Typer, tmp_path: Path) -> None:
-    runner = CliRunner()
+    # wide, whatever COLUMNS an earlier test left: the count must not wrap (failed once in a full run)
+    runner = CliRunner(env={"COLUMNS": "1000"})
     data = tmp_path / "trn.json.gz"
     result = runner.invoke(app, ["gen-data", "--output", str(data), "--lines", "400", "--seed", "2"])
     assert result.exit_code == 0, result.output
