@@ -24,7 +24,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
-# llama-cpp-python has no binary wheel on PyPI: build it once (about 6 min on 2 cores), then reuse.
+# llama-cpp-python has no binary wheel on PyPI: build it once (the whole first setup, build included, took 8.5 min on 2 idle cores), then reuse.
 # The build is CPU-bound and the lock install mostly I/O, so the build runs in the background while
 # the rest of the lock installs. Its multimodal library (mtmd/llava) is left out: nothing here uses it
 # (llama_cpp imports it lazily, only for vision chat handlers).
@@ -36,7 +36,7 @@ fi
 llama_wheel() { ls "$CACHE/wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1; }
 build_pid=""
 if [ -z "$(llama_wheel)" ]; then
-  log "building llama-cpp-python $LLAMA_VERSION wheel in the background (one time, ~6 min; log: $CACHE/llama-build.log)"
+  log "building llama-cpp-python $LLAMA_VERSION wheel in the background (one time, several minutes; log: $CACHE/llama-build.log)"
   CMAKE_ARGS="-DLLAVA_BUILD=OFF ${CMAKE_ARGS:-}" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
     "${PIP[@]}" wheel -q --no-deps "$sdist" -w "$CACHE/wheels" >"$CACHE/llama-build.log" 2>&1 &
   build_pid=$!
