@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from pipelines.run_summary import gate_text
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = Path("docs/runs/latest")
 MEDIA = Path("docs/media")
@@ -382,12 +384,7 @@ def eval_section(task: str) -> Callable[[Path], str]:
         if exp:
             g, reg = exp.get("eval_gate", {}), exp.get("registry", {})
             gate = (
-                f"\nExport eval gate on `{exp.get('serve_level')}`: {'passed' if g.get('passed') else 'failed'}"
-                + (
-                    f" (improvement {g['improvement']:+.3f} nats/token)"
-                    if isinstance(g.get("improvement"), float)
-                    else ""
-                )
+                f"\nExport eval gate on `{exp.get('serve_level')}`: {gate_text(g)}"
                 + (
                     f"; registered `{reg['model_name']}` v{reg['version']} with aliases {', '.join(reg.get('aliases', []))}"
                     if reg.get("version")

@@ -76,12 +76,15 @@ def eval_rows(result: TaskResult) -> list[tuple[str, str, str, str]]:
 
 
 def gate_text(gate: dict[str, Any]) -> str:
+    """The gate's verdict, its NLL improvement and, when it failed, why (a better NLL alone does
+    not pass it: the task metric's interval must clear its margin too)."""
     if not gate:
         return "-"
     verdict = "passed" if gate.get("passed") else "failed"
     improvement = gate.get("improvement")
     extra = f" (improvement {improvement:+.3f} nats/token)" if isinstance(improvement, float) else ""
-    return verdict + extra
+    why = f": {gate['reason']}" if not gate.get("passed") and gate.get("reason") else ""
+    return verdict + extra + why
 
 
 def print_summary(

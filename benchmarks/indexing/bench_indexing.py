@@ -35,18 +35,27 @@ import pyarrow.parquet as pq
 
 from components.common.retrieval.embedder import SentenceEmbedder, default_model_path
 from components.common.retrieval.indexer import embedding_text
+from components.prep.core import PrepConfig, run_prep
+from components.prep.sample_data import generate_trn
 
 
 def catalogue(rows: int, work: Path, seed: int = 0) -> list[tuple[str, str]]:
-    """(title, text) of about `rows` products: generated trn.json lines, cleaned by prep."""
-    from components.prep.core import PrepConfig, run_prep
-    from components.prep.sample_data import generate_trn
-
-    processed = work / f"prep-{rows}-{seed}" / "trn-processed.parquet"
-    if not processed.is_file():
-        raw = work / f"trn-{rows}-{seed}.json"
-        generate_trn(raw, lines=int(rows * 2.4) + 200, seed=seed)  # ~42% of lines survive prep
-        run_prep(raw, processed.parent, PrepConfig(write_csv=False), progress=False)
+    """(title, text) of up to `rows` products: generated trn.json lines, cleaned by prep. About 40%
+    of lines survive prep at 100k lines, fewer as the file grows (the generator's (title, content)
+    pairs start to repeat: 25% at 2.9M lines), so the file grows until prep keeps enough, three
+    tries at most; the result says how many rows it really had."""
+    lines = int(rows * 2.5) + 200
+    for _ in range(3):
+        processed = work / f"prep-{lines}-{seed}" / "trn-processed.parquet"
+        if not processed.is_file():
+            raw = work / f"trn-{lines}-{seed}.json"
+            generate_trn(raw, lines=lines, seed=seed)
+            run_prep(raw, processed.parent, PrepConfig(write_csv=False), progress=False)
+            raw.unlink()
+        kept = pq.read_metadata(processed).num_rows
+        if kept >= rows:
+            break
+        lines = int(lines * rows / max(kept, 1) * 1.2)
     table = pq.read_table(processed, columns=["title", "content"]).slice(0, rows)
     titles, contents = table.column("title").to_pylist(), table.column("content").to_pylist()
     return [(t, embedding_text(t, c or "", 500)) for t, c in zip(titles, contents, strict=True)]
@@ -89,9 +98,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     args.work.mkdir(parents=True, exist_ok=True)
-    products = catalogue(args.rows + args.queries, args.work)
-    texts = [t for _, t in products[: args.rows]]
-    query_titles = [title for title, _ in products[args.rows :]]
+    texts = [t for _, t in catalogue(args.rows, args.work)]
+    query_titles = held_out_titles(args.queries, args.work)
     model = default_model_path()
     result: dict = {
         "rows": len(texts),
@@ -139,15 +147,21 @@ def main() -> None:
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
+def held_out_titles(n: int, work: Path) -> list[str]:
+    """Queries: titles from a catalogue of another seed (a user typing a product's name; some
+    may match a product of the indexed catalogue, as in serving)."""
+    return [title for title, _ in catalogue(n, work, seed=2)]
+
+
 def save_vectors(args: argparse.Namespace, model: Path) -> dict:
     """MiniLM vectors of a generated catalogue (and of held-out titles as queries), for
     benchmarks/retrieval's real-embedding run."""
-    products = catalogue(args.save_rows + args.queries, args.work, seed=1)
+    products = catalogue(args.save_rows, args.work, seed=1)
     emb = SentenceEmbedder(model, engine=args.save_engine, device=args.device, threads=args.threads)
     t = time.perf_counter()
-    docs = emb.encode([t for _, t in products[: args.save_rows]], batch_size=args.batch, progress=True)
+    docs = emb.encode([t for _, t in products], batch_size=args.batch, progress=True)
     secs = time.perf_counter() - t
-    queries = emb.encode([title for title, _ in products[args.save_rows :]], batch_size=args.batch)
+    queries = emb.encode(held_out_titles(args.queries, args.work), batch_size=args.batch)
     args.save_vectors.mkdir(parents=True, exist_ok=True)
     np.save(args.save_vectors / "vectors.npy", docs)
     np.save(args.save_vectors / "queries.npy", queries)

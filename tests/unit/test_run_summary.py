@@ -20,7 +20,13 @@ def _export(path: Path, task: str, passed: bool) -> Path:
             "finetuned": {"eval_loss": 1.25, "rouge_l": 0.3},
             "n_eval": 8,
         },
-        "eval_gate": {"passed": passed, "improvement": 0.4 if passed else -0.2},
+        "eval_gate": {
+            "passed": passed,
+            "improvement": 0.4 if passed else -0.2,
+            "reason": "ok"
+            if passed
+            else "token_f1: 95% lower bound of the improvement -0.0500 does not clear",
+        },
         "registry": {
             "model_name": f"prodtune-{task}",
             "version": "7",
@@ -46,5 +52,5 @@ def test_summary_shows_eval_registry_and_urls(tmp_path: Path) -> None:
     assert "== prodtune run abc123: done in 10.0 min ==" in text
     assert "describer: base vs fine-tuned (8 held-out rows)" in text
     assert "candidate,champion" in text and "passed (improvement +0.400 nats/token)" in text
-    assert "failed (improvement -0.200 nats/token)" in text
+    assert "failed (improvement -0.200 nats/token): token_f1: 95% lower bound" in text
     assert "http://127.0.0.1:5050" in text
