@@ -49,6 +49,8 @@ if not files:
     sys.exit("no trn-processed.parquet under local_outputs/: run the demo first")
 df = pd.read_parquet(files[-1])
 df = df[df["title"].str.len().between(20, 60)]
+# no emoji or symbol glyphs (arrows, dingbats): Debian's Chromium has no font for them (tofu boxes)
+df = df[~df["title"].str.contains("[\u2190-\u2bff\U0001f000-\U0001faff]", regex=True)]
 row = df.iloc[len(df) // 3]
 print(row["title"])
 print(f"What is the {row['title']} made of?")
