@@ -24,7 +24,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
-# llama-cpp-python has no binary wheel on PyPI: build it once (the whole first setup, build included, took 8.5 min on 2 idle cores), then reuse.
+# llama-cpp-python has no binary wheel on PyPI: build it once (the whole first setup with empty caches,
+# build included, took 6.7 min on 2 cores on 2026-12-02), then reuse.
 # The build is CPU-bound and the lock install mostly I/O, so the build runs in the background while
 # the rest of the lock installs. Its multimodal library (mtmd/llava) is left out: nothing here uses it
 # (llama_cpp imports it lazily, only for vision chat handlers).

