@@ -58,16 +58,27 @@ if [ ! -f "$sdist" ]; then
   "${PIP[@]}" download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$CACHE/sdist"
 fi
 llama_wheel() { ls "$CACHE/wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1; }
+# Portable x86-64-v3 (AVX2, FMA, F16C), not -march=native: the wheel goes into the images too, and a
+# native build on a CPU with AMX segfaulted on every multi-token prompt here (2026-12-02: llama.cpp
+# of 0.3.36 under this VM; the teacher died, synthesis kept 0 of 40 products). A wheel built with
+# other flags is rebuilt.
+LLAMA_CMAKE="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF ${CMAKE_ARGS:-}"
+flags_file="$CACHE/wheels/llama-cpp-python-$LLAMA_VERSION.cmake-args"
+if [ -n "$(llama_wheel)" ] && [ "$(cat "$flags_file" 2>/dev/null)" != "$LLAMA_CMAKE" ]; then
+  log "rebuilding llama-cpp-python: the cached wheel was built with other CMake flags"
+  rm -f "$(llama_wheel)"
+fi
 build_pid=""
 if [ -z "$(llama_wheel)" ]; then
   log "building llama-cpp-python $LLAMA_VERSION wheel in the background (one time, several minutes; log: $CACHE/llama-build.log)"
-  CMAKE_ARGS="-DLLAVA_BUILD=OFF ${CMAKE_ARGS:-}" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
-    "${PIP[@]}" wheel -q --no-deps "$sdist" -w "$CACHE/wheels" >"$CACHE/llama-build.log" 2>&1 &
+  ( CMAKE_ARGS="$LLAMA_CMAKE" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+      "${PIP[@]}" wheel -q --no-deps "$sdist" -w "$CACHE/wheels" && echo "$LLAMA_CMAKE" >"$flags_file" ) \
+    >"$CACHE/llama-build.log" 2>&1 &
   build_pid=$!
 fi
 
 stamp="$VENV/.prodtune-lock"
-want=$(cat requirements.lock requirements-dev.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$( (cat requirements.lock requirements-dev.lock pyproject.toml; echo "$LLAMA_CMAKE") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing requirements.lock + requirements-dev.lock into $VENV"
   # The locks are complete (resolved by scripts/lock.sh), so skip resolution: --no-deps, then check.
@@ -84,7 +95,7 @@ if [ -n "$build_pid" ] && ! wait "$build_pid"; then
   exit 1
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  "${PIP[@]}" install -q --no-deps --no-compile "$(llama_wheel)"
+  "${PIP[@]}" install -q --no-deps --no-compile --force-reinstall "$(llama_wheel)"  # same version, new build
   "${PIP[@]}" check
   "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
   echo "$want" >"$stamp"

@@ -55,10 +55,8 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[n
     source = f"{client.get_run(run_id).info.artifact_uri}/model"
     mv = client.create_model_version("prodtune-qa", source, run_id, tags=tags)
     client.set_registered_model_alias("prodtune-qa", "champion", mv.version)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    yield client
-    mlflow.set_tracking_uri(previous)
+    mlflow.set_tracking_uri(uri)  # conftest's autouse fixture restores it after the test
+    return client
 
 
 def fake_s3(tmp_path: Path) -> tuple[list[str], object]:
