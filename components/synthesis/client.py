@@ -48,6 +48,10 @@ class TeacherAuthError(RuntimeError):
     """The endpoint refused our credentials: stop the run instead of quarantining everything."""
 
 
+class TeacherUnreachableError(InputError):
+    """No product got a single reply: the endpoint is down or dies on requests."""
+
+
 class TeacherModelError(InputError):
     """The endpoint does not serve the configured model: stop before the first product."""
 

@@ -39,7 +39,13 @@ from components.common.errors import InputError
 from components.common.tracking import step_run
 from components.synthesis import contexts
 from components.synthesis.cache import CachedReply, ReplyCache, input_hash
-from components.synthesis.client import RetryPolicy, TeacherClient, TransportFailure, load_api_key
+from components.synthesis.client import (
+    RetryPolicy,
+    TeacherClient,
+    TeacherUnreachableError,
+    TransportFailure,
+    load_api_key,
+)
 from components.synthesis.quality import PREFIX, Deduplicator, Grounding, content_words
 from components.synthesis.ratelimit import RateLimiter
 
@@ -505,7 +511,23 @@ def run_synthesis(
         )
         write_json(Path(output_dir) / SUMMARY_FILE, summary)
         _track(tracker, summary, prompt, Path(output_dir))
+        _fail_if_unreachable(summary, quarantined_path=Path(output_dir) / QUARANTINE_FILE, host=base_url)
     return summary
+
+
+def _fail_if_unreachable(summary: dict[str, Any], *, quarantined_path: Path, host: str) -> None:
+    """Every product lost to transport errors and no reply at all is not a yield of zero but a teacher
+    that is down (or crashed on the first request): stop here with the host and cause, instead of a
+    fine-tune that finds no rows. The outputs stay written, the quarantine names every product."""
+    errors = summary.get("errors") or {}
+    no_reply = summary["products"] and not summary["with_pairs"] and not summary["teacher_calls"]
+    if no_reply and errors and set(summary["quarantined"]) <= {"retries_exhausted"}:
+        cause = ", ".join(f"{k} x{v}" for k, v in sorted(errors.items()))
+        raise TeacherUnreachableError(
+            f"teacher {_redact_url(host)} gave no reply for any of {summary['products']} products "
+            f"({cause}; is the server up? quarantine: {quarantined_path})",
+            field="base_url",
+        )
 
 
 async def _fetch_all(

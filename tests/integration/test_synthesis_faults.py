@@ -300,3 +300,19 @@ def test_qa_v2_names_the_facts_and_keeps_grounded_pairs(servers, tmp_path):
     qa = read_jsonl(tmp_path / "out" / "dados-fine-tunning.jsonl")
     assert len(qa) == 5 and {r["meta"]["prompt_version"] for r in qa} == {"qa-v2"}
     assert srv.models_requests == 1  # the model check passed: the model is served
+
+
+def test_a_teacher_that_never_answers_stops_the_step_naming_host_and_cause(servers, tmp_path):
+    """Seen with a llama.cpp build that segfaulted on the first prompt: every product ended as
+    retries_exhausted and the pipeline only failed later, in the fine-tune, for want of rows."""
+    from components.synthesis.client import TeacherUnreachableError
+
+    srv = servers(by_request={i: "drop" for i in range(1, 200)})
+    inp = write_products(tmp_path / "data-3.csv", 3)
+    with pytest.raises(TeacherUnreachableError) as err:
+        run(config(srv, tmp_path), inp, tmp_path / "out")
+    message = str(err.value)
+    assert "127.0.0.1" in message and "connection" in message and "3 products" in message
+    assert "\n" not in message and KEY not in message
+    quarantined = read_jsonl(tmp_path / "out" / "quarantine.jsonl")  # nothing is lost: all written
+    assert [q["reason"] for q in quarantined] == ["retries_exhausted"] * 3
