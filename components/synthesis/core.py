@@ -519,7 +519,7 @@ def _fail_if_unreachable(summary: dict[str, Any], *, quarantined_path: Path, hos
     """Every product lost to transport errors and no reply at all is not a yield of zero but a teacher
     that is down (or crashed on the first request): stop here with the host and cause, instead of a
     fine-tune that finds no rows. The outputs stay written, the quarantine names every product."""
-    errors = summary.get("errors") or {}
+    errors = summary["errors"]
     no_reply = summary["products"] and not summary["with_pairs"] and not summary["teacher_calls"]
     if no_reply and errors and set(summary["quarantined"]) <= {"retries_exhausted"}:
         cause = ", ".join(f"{k} x{v}" for k, v in sorted(errors.items()))
