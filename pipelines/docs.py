@@ -250,7 +250,7 @@ PARAM_NOTES = {
     "per_device_batch_size": "rows per forward pass",
     "grad_accum": "forward passes per optimizer step (effective batch = batch x accum)",
     "gradient_checkpointing": "recompute activations in backward: less memory, ~20-30% more time",
-    "cpu_threads": "torch threads on CPU (null = all cores)",
+    "cpu_threads": "torch threads on CPU (null = the cores not busy at start)",
     "packing": "pack rows padding-free into `max_seq_length` rows (no row attends to another); `auto` = on CUDA",
     "precision": "CUDA compute dtype; `auto` = bf16 from compute capability 8.0, fp16 below (a T4)",
     "learning_rate": "peak learning rate of the LoRA weights",

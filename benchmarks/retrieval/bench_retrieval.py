@@ -235,8 +235,9 @@ def main() -> None:
             results = [
                 r for r in results
                 if (r.get("library"), r.get("vectors"), r.get("source"), json.dumps(r.get("params"))) != key
-                # a run that stopped at its bound is replaced by any later run of the same case
-                and not (r.get("error") and (r["library"], r["vectors"]) == (res["library"], res["vectors"]))
+                # a run that stopped at its bound is replaced by a later run on the same vectors
+                and not (r.get("error") and (r["library"], r["vectors"], r.get("source"))
+                         == (res["library"], res["vectors"], res.get("source")))
             ]  # fmt: skip
             results.append(res)
             args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

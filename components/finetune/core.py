@@ -87,7 +87,7 @@ def resolve_device(config: FinetuneConfig) -> str:
 
 
 def set_cpu_threads(config: FinetuneConfig) -> int:
-    """Torch threads for CPU training.
+    """Torch threads for CPU training: the recipe's `cpu_threads`, else the cores nobody else is using.
 
     With more runnable processes than cores, OpenMP threads spin-wait for each other: measured on the
     shared 2-core dev machine (load ~9), one LoRA step took 20 s on 1 thread and 70 s on 2.
@@ -97,9 +97,33 @@ def set_cpu_threads(config: FinetuneConfig) -> int:
     n = config.cpu_threads
     if n is None:
         cores = os.cpu_count() or 1
-        n = 1 if os.getloadavg()[0] > cores else cores
+        busy = runnable_others()
+        if busy is None:  # no /proc: the 1-minute load average, our own process not yet in it
+            busy = int(os.getloadavg()[0])
+        n = max(1, cores - busy)
     torch.set_num_threads(n)
     return n
+
+
+def runnable_others(stat: Path = Path("/proc/stat"), reads: int = 5, every_s: float = 0.05) -> int | None:
+    """Runnable tasks besides this one now: the median of a few reads of `procs_running`.
+
+    Not the load average: that is a 1-minute mean, so right after synthesis (the teacher busy on
+    every core) it still says "busy" while the machine is idle, and training would run on 1 thread.
+    """
+    import statistics
+    import time
+
+    counts = []
+    for i in range(reads):
+        try:
+            line = next(x for x in stat.read_text().splitlines() if x.startswith("procs_running "))
+        except (OSError, StopIteration):
+            return None
+        counts.append(int(line.split()[1]) - 1)  # the reader itself is running
+        if i < reads - 1:
+            time.sleep(every_s)
+    return max(0, int(statistics.median(counts)))
 
 
 def unsloth_importable() -> bool:

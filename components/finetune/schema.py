@@ -101,7 +101,7 @@ class FinetuneConfig(StepConfig):
     cpu_threads: int | None = Field(
         default=None,
         gt=0,
-        description="CPU only: torch threads (None: all cores, 1 when the CPU is oversubscribed)",
+        description="CPU only: torch threads (None: the cores other runnable tasks leave free, at least 1)",
     )
     eval: EvalSettings = Field(default_factory=EvalSettings)
 
