@@ -40,7 +40,7 @@ def index(
         Path | None, typer.Option(help="YAML config (default pipelines/configs/local/index.yaml).")
     ] = None,
     engine: Annotated[
-        str | None, typer.Option(help="torch, onnx or onnx-int8 (default: the config's).")
+        str | None, typer.Option(help="torch, torch-bf16, onnx or onnx-int8 (default: the config's).")
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Index only the first N rows.")] = None,
     batch_size: Annotated[

@@ -117,6 +117,9 @@ def test_onnx_engines_reproduce_torch_and_cut_at_the_window(tmp_path):
     assert len(fp32._impl.tokenizer.encode(texts[2]).ids) == fp32.max_seq_length == 256
     int8 = embedder_module.SentenceEmbedder(path, engine="onnx-int8", threads=1).encode(texts)
     assert np.min(np.sum(int8 * ref, axis=1)) > 0.95
+    bf16 = embedder_module.SentenceEmbedder(path, engine="torch-bf16").encode(texts)
+    assert bf16.dtype == np.float32 and np.allclose(np.linalg.norm(bf16, axis=1), 1, atol=1e-5)
+    assert np.min(np.sum(bf16 * ref, axis=1)) > 0.999
 
 
 def test_a_cached_build_serves_new_output_dirs_and_another_embedder_reuses_nothing(tmp_path, letters):
