@@ -1,8 +1,8 @@
-"""Sentence embeddings from a local all-MiniLM-L6-v2 directory (never from a hub), on three engines.
+"""Sentence embeddings from a local all-MiniLM-L6-v2 directory (never from a hub), on four engines.
 
     torch        sentence-transformers on CPU or CUDA (float16 on CUDA): the reference
     torch-bf16   the same in bfloat16: on CPUs with AMX or AVX512-BF16 (Sapphire Rapids and later)
-                 3.4x torch float32 with cosines > 0.9999 (benchmarks/indexing); on CPUs without
+                 3.2x torch float32 with cosines > 0.9999 (docs/benchmarks.md); on CPUs without
                  them bfloat16 is emulated and slower, so it is never picked by itself
     onnx         the same network exported once to ONNX (offline, from the local weights), fused
                  with onnxruntime's BERT optimizer, run by onnxruntime
@@ -187,10 +187,8 @@ class _Torch:
         return [len(t) for t in texts]  # characters: a cheap, monotone stand-in for tokens
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        vecs = self.model.encode(
-            texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True
-        )
-        # renormalised in float32: a bfloat16 model normalises in bfloat16 (norms off by ~1e-3)
+        vecs = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True)
+        # normalised here, in float32: a bfloat16 model would normalise in bfloat16 (norms off by ~1e-3)
         return _normalise(np.asarray(vecs, dtype=np.float32).reshape(len(texts), self.dim))
 
 
