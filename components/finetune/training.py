@@ -147,18 +147,60 @@ def fit(trainer: Any, resume_from: Path | None) -> None:
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
 
+def labelled_positions(labels: Any) -> Any:
+    """Positions t whose next token (t + 1) is a label in any row: the only logits the loss reads."""
+    import torch
+
+    return torch.nonzero((labels[:, 1:] != -100).any(dim=0)).flatten()
+
+
+def completion_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> tuple[Any, Any]:
+    """Mean NLL of the label tokens with the LM head run on `labelled_positions` only.
+
+    TRL's fused LM head scores every position on CPU (its compact path is for Triton devices) and
+    recomputes the logits in backward; a completion-only row needs only the answer's positions. Same
+    normalisation as TRL: summed over the label tokens, divided by `num_items_in_batch` when the
+    Trainer counts it (gradient accumulation), else by this batch's label count."""
+    import torch
+
+    labels = inputs["labels"]
+    keep = labelled_positions(labels)
+    rest = {k: v for k, v in inputs.items() if k != "labels"}
+    outputs = model(**rest, use_cache=False, logits_to_keep=keep)
+    logits = outputs.logits.float()
+    target = labels[:, keep + 1]
+    total = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100, reduction="sum"
+    )
+    count = (target != -100).sum() if num_items_in_batch is None else num_items_in_batch
+    return total / torch.as_tensor(count).clamp(min=1), outputs
+
+
+def trainer_class(device: str) -> Any:
+    """TRL's SFTTrainer; on CPU with the loss of `completion_loss` (measured: docs/benchmarks.md)."""
+    from trl import SFTTrainer
+
+    if device == "cuda":  # TRL's Triton head scores the labelled positions only; Unsloth brings its own loss
+        return SFTTrainer
+
+    class CompletionLogitsTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, outputs = completion_loss(model, inputs, num_items_in_batch)
+            return (loss, outputs) if return_outputs else loss
+
+    return CompletionLogitsTrainer
+
+
 def train_sft(
     model: Any, tokenizer: Any, ctx: TrainContext, resume_from: Path | None, **args: Any
 ) -> tuple[Any, Any]:
     """The one SFTTrainer both backends use (pre-tokenized, completion-only rows); `args` are the
     backend's optimizer/checkpointing choices for `sft_args`. Precision and packing are decided here,
     once, for both backends. Returns (trained model, trainer)."""
-    from trl import SFTTrainer
-
     packed = use_packing(ctx.config, ctx.device)
     if ctx.device == "cuda":
         args.update(precision_args(choose_precision(ctx.config, ctx.device)))
-    trainer = SFTTrainer(
+    trainer = trainer_class(ctx.device)(
         model=model,
         args=sft_args(ctx, packed=packed, **args),
         train_dataset=tokenized_dataset(ctx, packed),
