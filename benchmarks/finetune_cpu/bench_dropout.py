@@ -5,45 +5,22 @@
 The embedded demo trains SmolLM2-135M with LoRA on CPU. A profile of one step showed dropout's
 Bernoulli masks (`aten::bernoulli_`, one per LoRA input, ~210 per step) as the second-largest cost
 after the matmuls. This measures a full step (forward, backward, AdamW) of the demo's LoRA setup
-(r 8, all-linear) at the demo's two row shapes, dropout 0.05 against 0, the two interleaved step by
+(the local describer recipe: r 8, all-linear) at the demo's two row shapes, dropout 0.05 against 0, the two interleaved step by
 step so that machine drift hits both alike. Reports the median step time and the ratio; writes
 benchmarks/finetune_cpu/results.json (docs/benchmarks.md quotes it).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
+from common import cli, cpu_name, lora_model
+
 SHAPES = {"describer": (4, 130), "qa": (4, 384)}  # rows x tokens, as the demo's batches
 OUT = Path(__file__).with_name("results.json")
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
-
-
-def _model(path: Path, dropout: float):
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, set_seed
-
-    set_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, local_files_only=True)
-    lora = LoraConfig(
-        r=8, lora_alpha=16, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM"
-    )
-    model = get_peft_model(model, lora)
-    model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    return model, opt
 
 
 def _step(model, opt, ids) -> float:
@@ -57,15 +34,11 @@ def _step(model, opt, ids) -> float:
 def main() -> None:
     import torch
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument(
-        "--model", type=Path, default=Path.home() / ".cache/prodtune/models/smollm2-135m-instruct"
-    )
-    ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    models = {p: _model(args.model, p) for p in (0.05, 0.0)}
+    args = cli(__doc__, steps=6)
+    models = {}
+    for p in (0.05, 0.0):
+        model, _ = lora_model(args.recipe, dropout=p)
+        models[p] = (model, torch.optim.AdamW([w for w in model.parameters() if w.requires_grad], lr=1e-4))
     rows = []
     for shape, (batch, length) in SHAPES.items():
         ids = torch.randint(0, 49000, (batch, length), generator=torch.Generator().manual_seed(0))
@@ -80,7 +53,7 @@ def main() -> None:
                      "dropout_0_s": round(without, 3), "speedup": round(with_d / without, 2)})  # fmt: skip
         print(f"{shape:9s} {batch}x{length}: dropout 0.05 {with_d:.2f} s/step, 0 {without:.2f} s/step "
               f"-> {with_d / without:.2f}x")  # fmt: skip
-    OUT.write_text(json.dumps({"cpu": _cpu(), "threads": args.threads,
+    OUT.write_text(json.dumps({"cpu": cpu_name(), "threads": args.threads,
                                "steps": args.steps, "rows": rows}, indent=2) + "\n")  # fmt: skip
 
 

@@ -6,43 +6,32 @@ TRL 1.16's SFTTrainer patches the model with a chunked "fused LM head" that, off
 scores every position and recomputes the logits in backward (plus entropy and top-1 for its logs).
 A completion-only row needs the logits of its answer positions only: `completion_loss` runs the head
 on those (`labelled_positions`). Both losses are timed as the Trainer calls them (compute_loss and
-backward; no optimizer step, so both see the same weights) on the demo's LoRA setup (SmolLM2-135M, r 8, all-linear, no dropout), interleaved
-step by step, at the demo's row shapes with completion-only labels. Also checks that the two losses
+backward; no optimizer step, so both see the same weights) on the local describer recipe's LoRA model
+(SmolLM2-135M, r 8, all-linear, no dropout), interleaved step by step, at the demo's row shapes with
+completion-only labels. Also checks that the two losses
 agree. Writes benchmarks/finetune_cpu/results-loss.json.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from common import cli, cpu_name, lora_model
 
 # rows x (prompt tokens, answer tokens), as the demo's batches: QA carries three retrieved products
 SHAPES = {"describer": (4, 50, 100), "qa": (4, 330, 50)}
 OUT = Path(__file__).with_name("results-loss.json")
 
 
-def _trainer(path: Path, out_dir: str):
-    import torch
+def _trainer(recipe: Path, out_dir: str):
     from datasets import Dataset
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import SFTConfig, SFTTrainer
 
-    set_seed(0)
-    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, local_files_only=True)
-    lora = LoraConfig(
-        r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
-    )
-    model = get_peft_model(model, lora)
+    model, tok = lora_model(recipe)
     args = SFTConfig(output_dir=out_dir, use_cpu=True, bf16=False, report_to="none", max_steps=1,
                      dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False)  # fmt: skip
     data = Dataset.from_dict({"input_ids": [[1, 2]], "labels": [[-100, 2]], "attention_mask": [[1, 1]]})
@@ -62,20 +51,11 @@ def _batch(rows: int, prompt: int, answer: int):
 
 
 def main() -> None:
-    import torch
-
     from components.finetune.training import completion_loss
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument(
-        "--model", type=Path, default=Path.home() / ".cache/prodtune/models/smollm2-135m-instruct"
-    )
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = cli(__doc__, steps=5)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = _trainer(args.model, tmp)
+        trainer = _trainer(args.recipe, tmp)
         model = trainer.model
         losses = {
             "trl": lambda b: trainer.compute_loss(model, dict(b)),
@@ -101,7 +81,10 @@ def main() -> None:
                          "loss_trl": round(values["trl"], 5), "loss_ours": round(values["ours"], 5)})  # fmt: skip
             print(f"{shape:9s} {n}x({prompt}+{answer}): TRL {trl:.2f} s, ours {ours:.2f} s -> {trl / ours:.2f}x "
                   f"(loss {values['trl']:.4f} vs {values['ours']:.4f})")  # fmt: skip
-    OUT.write_text(json.dumps({"threads": args.threads, "steps": args.steps, "rows": rows}, indent=2) + "\n")
+    OUT.write_text(
+        json.dumps({"cpu": cpu_name(), "threads": args.threads, "steps": args.steps, "rows": rows}, indent=2)
+        + "\n"
+    )
 
 
 if __name__ == "__main__":
