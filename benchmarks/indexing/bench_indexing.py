@@ -3,7 +3,7 @@
 The catalogue is generated (components/prep/sample_data.py, the real file's shapes) and cleaned by
 the real prep step, so the texts are the ones `prodtune index` embeds ("title. content[:500]").
 Engines (components/common/retrieval/embedder.py): `torch` (sentence-transformers, the baseline,
-measured in the same run), `onnx` (float32) and `onnx-int8`, on `--threads` CPU threads; on a GPU
+measured in the same run), `torch-bf16`, `onnx` (float32), `onnx-int8` and `openvino`, on `--threads` CPU threads; on a GPU
 host `--device cuda --engines torch` measures the float16 CUDA path.
 
 Quality: every engine embeds the same texts; against torch float32 we report the cosine between the
@@ -35,8 +35,6 @@ import pyarrow.parquet as pq
 
 from components.common.retrieval.embedder import SentenceEmbedder, default_model_path
 from components.common.retrieval.indexer import embedding_text
-from components.prep.core import PrepConfig, run_prep
-from components.prep.sample_data import generate_trn
 
 
 def catalogue(rows: int, work: Path, seed: int = 0) -> list[tuple[str, str]]:
@@ -44,6 +42,9 @@ def catalogue(rows: int, work: Path, seed: int = 0) -> list[tuple[str, str]]:
     of lines survive prep at 100k lines, fewer as the file grows (the generator's (title, content)
     pairs start to repeat: 25% at 2.9M lines), so the file grows until prep keeps enough, three
     tries at most; the result says how many rows it really had."""
+    from components.prep.core import PrepConfig, run_prep  # here: --texts runs need no prep (pydantic)
+    from components.prep.sample_data import generate_trn
+
     lines = int(rows * 3.0) + 200  # prep keeps ~38% at 100k lines, less as the file grows
     for _ in range(3):
         processed = work / f"prep-{lines}-{seed}" / "trn-processed.parquet"
@@ -109,6 +110,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1, help="catalogue from N seeds made in parallel")
     ap.add_argument("--save-main", type=Path, help="also save the main run's vectors (first engine)")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
+    ap.add_argument("--dump-texts", type=Path, help="write the texts and queries as JSON, then stop")
+    ap.add_argument("--texts", type=Path, help="embed a --dump-texts file (hosts without prep's needs)")
     args = ap.parse_args()
     import torch
 
@@ -116,16 +119,24 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    texts = [t for _, t in catalogue_seeds(args.rows, args.work, args.seeds)]
+    if args.texts:
+        saved = json.loads(args.texts.read_text(encoding="utf-8"))
+        texts, query_titles = saved["texts"][: args.rows], saved["queries"][: args.queries]
+    else:
+        texts = [t for _, t in catalogue_seeds(args.rows, args.work, args.seeds)]
+        query_titles = held_out_titles(args.queries, args.work)
     catalogue_s = time.perf_counter() - t0
-    query_titles = held_out_titles(args.queries, args.work)
+    if args.dump_texts:
+        args.dump_texts.write_text(json.dumps({"texts": texts, "queries": query_titles}), encoding="utf-8")
+        return
     model = default_model_path()
     result: dict = {
         "rows": len(texts),
         "threads": args.threads,
+        "cores_allowed": len(os.sched_getaffinity(0)),
         "device": args.device,
         "batch": args.batch,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "load_avg_1m_start": round(os.getloadavg()[0], 1),
         "mean_chars": round(float(np.mean([len(t) for t in texts])), 1),
         "catalogue": {"seeds": args.seeds, "seconds": round(catalogue_s, 1)},
@@ -170,6 +181,15 @@ def main() -> None:
     results = json.loads(args.out.read_text()) if args.out.is_file() else []
     results.append(result)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+def cpu_model() -> str:
+    """The CPU's name and whether it has bfloat16 matmuls (what torch-bf16 and openvino need)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "")
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    bf16 = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+    return f"{name or platform.machine()} ({', '.join(bf16) or 'no bf16 matmul'})"
 
 
 def held_out_titles(n: int, work: Path) -> list[str]:
