@@ -3,7 +3,7 @@
 The catalogue is generated (components/prep/sample_data.py, the real file's shapes) and cleaned by
 the real prep step, so the texts are the ones `prodtune index` embeds ("title. content[:500]").
 Engines (components/common/retrieval/embedder.py): `torch` (sentence-transformers, the baseline,
-measured in the same run), `torch-bf16`, `onnx` (float32), `onnx-int8` and `openvino`, on `--threads` CPU threads; on a GPU
+measured in the same run), `torch-bf16`, `onnx` (float32) and `onnx-int8`, on `--threads` CPU threads; on a GPU
 host `--device cuda --engines torch` measures the float16 CUDA path.
 
 Quality: every engine embeds the same texts; against torch float32 we report the cosine between the

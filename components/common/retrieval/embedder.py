@@ -1,4 +1,4 @@
-"""Sentence embeddings from a local all-MiniLM-L6-v2 directory (never from a hub), on five engines.
+"""Sentence embeddings from a local all-MiniLM-L6-v2 directory (never from a hub), on four engines.
 
     torch        sentence-transformers on CPU or CUDA (float16 on CUDA): the reference
     torch-bf16   the same in bfloat16: on CPUs with AMX or AVX512-BF16 (Sapphire Rapids and later)
@@ -8,14 +8,10 @@
                  with onnxruntime's BERT optimizer, run by onnxruntime
     onnx-int8    that graph with dynamically quantized int8 weights (fastest on CPU; its recall
                  cost against float32 is measured in benchmarks/indexing)
-    openvino     the same ONNX export (unfused) run by OpenVINO, which computes in bfloat16 by
-                 itself on CPUs with AMX or AVX512-BF16 and in float32 elsewhere (where it is no
-                 faster than onnx: docs/benchmarks.md); the precision it chose is in `model_id`
 
 Why not sentence-transformers' own `backend="onnx"` / `"openvino"`: they need optimum-onnx or
 optimum-intel, whose releases pin transformers < 4.58 / < 5.6 (we have 5.24), so they cannot be
-installed without downgrading transformers; OpenVINO itself reads our ONNX export directly. The
-export here is the same recipe (Transformer ->
+installed without downgrading transformers. The export here is the same recipe (Transformer ->
 mean pooling -> normalise, as the model's modules.json says), checked against the torch output.
 
 All engines cut texts where the model's window ends (`max_seq_length`, 256 tokens for MiniLM),
@@ -40,8 +36,8 @@ from components.common.errors import InputError
 
 log = logging.getLogger(__name__)
 
-Engine = Literal["torch", "torch-bf16", "onnx", "onnx-int8", "openvino"]
-ENGINES: tuple[str, ...] = ("torch", "torch-bf16", "onnx", "onnx-int8", "openvino")
+Engine = Literal["torch", "torch-bf16", "onnx", "onnx-int8"]
+ENGINES: tuple[str, ...] = ("torch", "torch-bf16", "onnx", "onnx-int8")
 EXPORT_VERSION = "1"  # bump when the export recipe changes: cached graphs are keyed by it
 
 
@@ -100,7 +96,7 @@ class SentenceEmbedder:
     """Unit-length float32 embeddings; the model loads once, from `path` only.
 
     `engine` picks the runtime (module docstring); `device` applies to torch (`auto` = CUDA if
-    present); `threads` bounds onnxruntime's or OpenVINO's threads (0 = all cores)."""
+    present); `threads` bounds onnxruntime's intra-op threads (0 = all cores)."""
 
     def __init__(
         self,
@@ -119,22 +115,18 @@ class SentenceEmbedder:
         self.path, self.engine = path, engine
         self.max_seq_length = max_seq_length(path)
         self.device = pick_device(device) if engine.startswith("torch") else "cpu"
-        self._impl: _Torch | _Tokenized
-        cache = Path(cache_dir) if cache_dir else default_cache_dir()
+        self._impl: _Torch | _Onnx
         if engine.startswith("torch"):
             self._impl = _Torch(path, self.device, self.max_seq_length, bf16=engine == "torch-bf16")
-        elif engine == "openvino":
-            self._impl = _OpenVino(path, threads, cache, self.max_seq_length)
         else:
+            cache = Path(cache_dir) if cache_dir else default_cache_dir()
             self._impl = _Onnx(path, engine == "onnx-int8", threads, cache, self.max_seq_length)
         self.dim = self._impl.dim
 
     @property
     def model_id(self) -> str:
-        """What produced the vectors (part of the index step's content key). OpenVINO's precision
-        depends on the CPU (bfloat16 or float32): vectors of the two are not mixed in one store."""
-        engine = f"openvino-{self._impl.precision}" if isinstance(self._impl, _OpenVino) else self.engine
-        return f"{self.path.name}:{_weights_sha(self.path)[:16]}:{engine}:{self.max_seq_length}"
+        """What produced the vectors (part of the index step's content key)."""
+        return f"{self.path.name}:{_weights_sha(self.path)[:16]}:{self.engine}:{self.max_seq_length}"
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         texts = list(texts)
@@ -200,24 +192,24 @@ class _Torch:
         return _normalise(np.asarray(vecs, dtype=np.float32).reshape(len(texts), self.dim))
 
 
-# -- onnxruntime and OpenVINO: our tokenizer and pooling around a graph's last_hidden_state -------
-class _Tokenized:
-    """Tokenizes (cut at the window, no padding), pads a batch to its longest text, runs the graph
-    (`_hidden`), then mean-pools over the real tokens and normalises, as sentence-transformers does."""
-
-    inputs: set[str]
-
-    def __init__(self, path: Path, max_len: int) -> None:
+# -- onnxruntime -------------------------------------------------------------------------------
+class _Onnx:
+    def __init__(self, path: Path, int8: bool, threads: int, cache: Path, max_len: int) -> None:
+        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         _check_pooling(path)
+        graph = export_onnx(path, cache, int8=int8)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads if threads > 0 else 0
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=max_len)
         self.tokenizer.no_padding()
         self.dim = int(json.loads((path / "config.json").read_text())["hidden_size"])
-
-    def _hidden(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        raise NotImplementedError
 
     def lengths(self, texts: list[str]) -> list[int]:
         return [len(e.ids) for e in self.tokenizer.encode_batch(texts)]
@@ -233,56 +225,10 @@ class _Tokenized:
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self.inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        hidden = self._hidden(feeds)
+        hidden = self.session.run(["last_hidden_state"], feeds)[0]
         m = mask[:, :, None].astype(np.float32)
         pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)  # mean over real tokens
         return _normalise(pooled)
-
-
-class _Onnx(_Tokenized):
-    def __init__(self, path: Path, int8: bool, threads: int, cache: Path, max_len: int) -> None:
-        import onnxruntime as ort
-
-        super().__init__(path, max_len)
-        graph = export_onnx(path, cache, int8=int8)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads if threads > 0 else 0
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
-        self.inputs = {i.name for i in self.session.get_inputs()}
-
-    def _hidden(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.session.run(["last_hidden_state"], feeds)[0]
-
-
-class _OpenVino(_Tokenized):
-    """OpenVINO's CPU plugin on the unfused float32 export (it fuses the graph itself). Its default
-    precision is bfloat16 where the CPU has AMX or AVX512-BF16, float32 elsewhere: kept, and read
-    back into `precision`. One infer request, so calls are serialised (serving embeds from threads)."""
-
-    def __init__(self, path: Path, threads: int, cache: Path, max_len: int) -> None:
-        import threading
-
-        import openvino as ov
-
-        super().__init__(path, max_len)
-        graph = export_onnx(path, cache, int8=False, fused=False)
-        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}  # one stream: all threads on a batch
-        if threads > 0:
-            config["INFERENCE_NUM_THREADS"] = threads
-        core = ov.Core()
-        self.compiled = core.compile_model(core.read_model(str(graph)), "CPU", config)
-        self.inputs = {name for port in self.compiled.inputs for name in port.get_names()}
-        self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # bf16, f32
-        self._request = self.compiled.create_infer_request()
-        self._lock = threading.Lock()
-        log.info("OpenVINO CPU engine: %s, %s threads", self.precision, threads or "all")
-
-    def _hidden(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        with self._lock:
-            result = self._request.infer(feeds)
-            return np.array(result[self.compiled.output("last_hidden_state")], dtype=np.float32)
 
 
 def _check_pooling(path: Path) -> None:
@@ -295,21 +241,21 @@ def _check_pooling(path: Path) -> None:
         raise InputError(f"ONNX engine supports Transformer + mean Pooling models, got {kinds}", path=path)
 
 
-def export_onnx(path: Path, cache: Path, *, int8: bool, fused: bool = True) -> Path:
+def export_onnx(path: Path, cache: Path, *, int8: bool) -> Path:
     """The model as ONNX under `cache/<weights sha>-v<EXPORT_VERSION>/`, exported on first use
     (torch.onnx from the local weights: nothing is downloaded) and fused with onnxruntime's BERT
-    optimizer (`fused=False`: the plain export); with `int8`, the unfused graph with dynamically
-    quantized int8 weights. Returns the graph's path."""
+    optimizer; with `int8`, the unfused graph with dynamically quantized int8 weights. Returns the
+    graph's path."""
     target = cache / f"{_weights_sha(path)[:16]}-v{EXPORT_VERSION}"
-    fp32, fused_graph, q8 = target / "model.onnx", target / "model-fused.onnx", target / "model-int8.onnx"
-    want = q8 if int8 else fused_graph if fused else fp32
+    fp32, fused, q8 = target / "model.onnx", target / "model-fused.onnx", target / "model-int8.onnx"
+    want = q8 if int8 else fused
     if want.is_file():
         return want
     target.mkdir(parents=True, exist_ok=True)
     if not fp32.is_file():
         _torch_export(path, fp32)
-    if want == fused_graph and not fused_graph.is_file():
-        _fuse(path, fp32, fused_graph)
+    if not int8 and not fused.is_file():
+        _fuse(path, fp32, fused)
     if int8 and not q8.is_file():
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
