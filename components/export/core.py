@@ -11,6 +11,7 @@ A fidelity failure writes the summary (with the evidence) and raises `FidelityEr
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -481,9 +482,20 @@ def eval_gate(
     levels = [] if config.serve_level == F16 else [config.serve_level]
     base_config = config.model_copy(update={"quant_levels": levels})
 
+    @functools.cache  # resolved (and hashed) once, by whichever of the two below asks first
+    def base_weights() -> Any:
+        return gate.gate_base(ft_summary)
+
+    def base_identity() -> dict[str, Any]:  # what the base GGUF is made of, for the gate's cache
+        return {
+            "base_files": base_weights().files,
+            "level": config.serve_level,
+            "converter": LLAMA_CPP_VERSION,
+        }
+
     def base_gguf(work: Path) -> Path:
-        base = gate.base_for_gate(ft_summary, work)
-        return export_gguf(base, work / "gguf", "base", base_config)[config.serve_level]
+        path = gate.base_for_gate(base_weights(), work)
+        return export_gguf(path, work / "gguf", "base", base_config)[config.serve_level]
 
     settings = get_settings()
     try:
@@ -495,6 +507,7 @@ def eval_gate(
             out_dir,
             config.gate,
             base_gguf=base_gguf,
+            base_identity=base_identity,
             n_ctx=config.n_ctx,
             threads=config.threads or None,
             settings=settings,

@@ -13,14 +13,25 @@ at least `gate.min_examples` examples and, for the task metric AND the NLL, the 
 bound is strictly above the configured margin. A copy of the champion (or of the base) therefore
 never passes: its differences are all 0. The report (table + plot) lands in the export dir and is
 logged to MLflow by the registry.
+
+The reference side is the same run after run until a promotion, so its scores are cached by
+content key (`ScoreCache`, `gate.cache_dir`): what was scored (the champion GGUF's sha256, or the
+base weights' file hashes, the serve level and the converter), how it was prompted (the Modelfile's
+TEMPLATE, SYSTEM and stops), the examples, the scoring settings, this module's SCORING_VERSION, the
+llama.cpp binding and the CPU. Greedy decoding of the same GGUF on the same settings is
+deterministic, so a hit is what scoring would return; without a champion it also skips building the
+base GGUF. The result says `reference_cached`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +45,8 @@ from components.common.text_metrics import facts_recall, rouge_l, token_f1
 log = logging.getLogger(__name__)
 
 TASK_METRIC = {"describer": "rouge_l", "qa": "token_f1"}
+SCORING_VERSION = "1"  # bump when score_gguf or task_metrics change their numbers: it keys cached scores
+_CACHE = Path(os.environ.get("PRODTUNE_CACHE", Path.home() / ".cache" / "prodtune"))
 REPORT_MD, REPORT_PNG, REPORT_JSON = "gate-report.md", "gate.png", "gate.json"
 
 
@@ -53,6 +66,9 @@ class GateConfig(StepConfig):
     bootstrap_samples: int = Field(default=2000, ge=100)
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
     seed: int = 0
+    cache_dir: Path | None = Field(
+        default=_CACHE / "gate", description="reference-side scores by content key; null: always score"
+    )
 
 
 # --- statistics ----------------------------------------------------------------------------------
@@ -206,7 +222,12 @@ def report_table(result: dict[str, Any]) -> str:
         f"# Promotion gate: candidate vs {result['against']} ({result['n']} held-out examples)",
         "",
         f"Paired bootstrap, {result['bootstrap_samples']} resamples, seed {result['seed']}, "
-        f"{int(100 * result['confidence'])}% interval of the improvement (positive = candidate better).",
+        f"{int(100 * result['confidence'])}% interval of the improvement (positive = candidate better)."
+        + (
+            f" The {result['against']}'s scores came from the gate cache."
+            if result.get("reference_cached")
+            else ""
+        ),
         "",
         "| metric | candidate | " + result["against"] + " | improvement | interval | margin | gating |",
         "|---|---|---|---|---|---|---|",
@@ -268,31 +289,102 @@ def compare(
     reference: SideScores,
     config: GateConfig,
     out_dir: Path,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    result = decide(task, candidate, reference, config)
+    result = {**decide(task, candidate, reference, config), **(extra or {})}
     write_report(result, candidate, reference, out_dir)
     return result
+
+
+# --- the reference side's scores, cached by content key --------------------------------------------
+
+
+def _cpu() -> str:
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.is_file() else []
+    return next(
+        (ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), os.uname().machine
+    )
+
+
+def side_key(
+    identity: dict[str, Any], modelfile: Any, examples: Sequence[list[dict[str, str]]], task: str,
+    score: dict[str, Any],
+) -> str:  # fmt: skip
+    """Content key of one side's scores (module docstring): sha256 of everything they depend on."""
+    import llama_cpp
+
+    payload = {
+        "scoring": SCORING_VERSION,
+        "identity": identity,
+        "prompt": {"template": modelfile.template, "system": modelfile.system, "stops": modelfile.stops},
+        "task": task,
+        "examples": list(examples),
+        "score": score,
+        "llama_cpp": llama_cpp.__version__,
+        "cpu": _cpu(),
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class ScoreCache:
+    """One JSON file of `SideScores` per key under `root`. A file that cannot be read is a miss
+    (and is rewritten), never an error: the cache only saves time."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / f"{key}.json"
+
+    def get(self, key: str) -> SideScores | None:
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        try:
+            return SideScores(**json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("gate cache: ignoring unreadable %s (%s)", path, exc)
+            return None
+
+    def put(self, key: str, scores: SideScores) -> None:
+        from components.common.atomic import atomic_open
+
+        try:
+            with atomic_open(self._path(key), encoding="utf-8") as fh:
+                json.dump(asdict(scores), fh, ensure_ascii=False)
+        except OSError as exc:  # e.g. a read-only image path: the gate's verdict does not depend on it
+            log.warning("gate cache: cannot write under %s (%s); not cached", self.root, exc)
 
 
 # --- orchestration (called by core.eval_gate) ------------------------------------------------------
 
 
-def base_for_gate(ft_summary: dict[str, Any], work_dir: Path) -> Path:
-    """A 16-bit HF dir of the base: the original weights when the fine-tune named them
-    (`merge_base_model`), else `base_model`, dequantized on CPU when it is a bnb-4bit checkpoint
-    (llama.cpp's converter cannot read bnb tensors)."""
-    from components.common.base_weights import resolve_base_weights
-    from components.common.bnb import dequantize_checkpoint, is_bnb_4bit
+def gate_base(ft_summary: dict[str, Any]) -> Any:
+    """The base the gate compares with (`BaseWeights`, with every file's sha256): the original
+    weights when the fine-tune named them (`merge_base_model`), else `base_model`."""
+    from components.common.base_weights import file_hashes, resolve_base_weights
 
     config = ft_summary.get("config") or {}
     spec = config.get("merge_base_model") or ft_summary.get("base_model") or ""
     if not spec:
         raise InputError("finetune-summary.json names no base_model", field="base_model")
-    path = resolve_base_weights(str(spec)).path
-    if is_bnb_4bit(path):
-        log.info("base %s is a bnb-4bit checkpoint: dequantizing to bfloat16 for the gate", spec)
-        return dequantize_checkpoint(path, work_dir / "base-16bit", dtype="bfloat16")
-    return path
+    weights = resolve_base_weights(str(spec))
+    if not weights.files:  # a local directory: resolving does not hash it
+        weights = dataclasses.replace(weights, files=file_hashes(weights.path))
+    return weights
+
+
+def base_for_gate(weights: Any, work_dir: Path) -> Path:
+    """A 16-bit HF dir of the base, dequantized on CPU when it is a bnb-4bit checkpoint (llama.cpp's
+    converter cannot read bnb tensors)."""
+    from components.common.bnb import dequantize_checkpoint, is_bnb_4bit
+
+    if is_bnb_4bit(weights.path):
+        log.info("base %s is a bnb-4bit checkpoint: dequantizing to bfloat16 for the gate", weights.spec)
+        return dequantize_checkpoint(weights.path, work_dir / "base-16bit", dtype="bfloat16")
+    return weights.path
 
 
 def run_gate(
@@ -304,19 +396,23 @@ def run_gate(
     config: GateConfig,
     *,
     base_gguf: Callable[[Path], Path],
+    base_identity: Callable[[], dict[str, Any]] | None = None,
     n_ctx: int,
     threads: int | None,
     settings: Any = None,
     use_registry: bool = True,
 ) -> dict[str, Any]:
-    """Score the candidate and the champion (from the registry) or the base (`base_gguf(work_dir)`)."""
+    """Score the candidate and the champion (from the registry) or the base (`base_gguf(work_dir)`,
+    identified for the cache by `base_identity()`; without it the base is always scored)."""
     import tempfile
 
+    from components.common.storage import sha256_file
     from components.export import fidelity
     from components.export.modelfile import parse_modelfile
 
     examples = examples[: config.max_examples]
     score = {"max_new_tokens": config.max_new_tokens, "n_ctx": n_ctx, "threads": threads}
+    cache = ScoreCache(config.cache_dir) if config.cache_dir else None
     with tempfile.TemporaryDirectory(prefix="gate-", dir=out_dir) as tmp:
         champion = None
         if use_registry:
@@ -324,21 +420,36 @@ def run_gate(
 
             champion = download_champion(task, Path(tmp), settings)
         if champion is not None:
-            ref_file = champion["gguf"]
             ref_modelfile = parse_modelfile(champion["modelfile"].read_text(encoding="utf-8"))
             label = "champion"
+            identity = {"gguf_sha256": sha256_file(champion["gguf"])}
         else:
-            ref_file, ref_modelfile, label = base_gguf(Path(tmp)), modelfile, "base"
-        log.info("gate: candidate vs %s on %d examples", label, len(examples))
-        reference = score_gguf(
-            ref_file,
-            lambda m: fidelity.ollama_render(ref_modelfile, m),
-            ref_modelfile.stops,
-            examples,
-            task,
-            label=label,
-            **score,
+            ref_modelfile, label = modelfile, "base"
+            identity = base_identity() if base_identity and cache else None
+        key = side_key(identity, ref_modelfile, examples, task, score) if cache and identity else None
+        reference = cache.get(key) if cache and key else None
+        log.info(
+            "gate: candidate vs %s on %d examples%s",
+            label,
+            len(examples),
+            " (its scores cached)" * bool(reference),
         )
+        if reference is None:
+            ref_file = champion["gguf"] if champion is not None else base_gguf(Path(tmp))
+            reference = score_gguf(
+                ref_file,
+                lambda m: fidelity.ollama_render(ref_modelfile, m),
+                ref_modelfile.stops,
+                examples,
+                task,
+                label=label,
+                **score,
+            )
+            if cache and key:
+                cache.put(key, reference)
+            cached = False
+        else:
+            cached = True
     candidate = score_gguf(
         served,
         lambda m: fidelity.ollama_render(modelfile, m),
@@ -348,7 +459,7 @@ def run_gate(
         label="candidate",
         **score,
     )
-    result = compare(task, candidate, reference, config, out_dir)
+    extra: dict[str, Any] = {"reference_cached": cached}
     if champion is not None:
-        result["champion_version"] = champion["version"]
-    return result
+        extra["champion_version"] = champion["version"]
+    return compare(task, candidate, reference, config, out_dir, extra)

@@ -7,6 +7,7 @@ the installed binding; skips with the reason when one is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -110,7 +111,7 @@ def test_config(tools_dir: Path, **overrides):
         "speed_tokens": 16,
         "fidelity": FidelityConfig(n_tokens=16),
         # one held-out example in these fixtures; the decision logic is tested in test_export_gate.py
-        "gate": GateConfig(min_examples=1, max_new_tokens=16, bootstrap_samples=200),
+        "gate": GateConfig(min_examples=1, max_new_tokens=16, bootstrap_samples=200, cache_dir=None),
         "publish": False,
     }
     return ExportConfig(**{**base, **overrides})
@@ -171,6 +172,49 @@ def test_eval_gate_never_promotes_a_copy_of_the_base(exported) -> None:
         assert row["mean"] == pytest.approx(0.0, abs=1e-9) and row["low"] == pytest.approx(0.0, abs=1e-9)
     assert gate["passed"] is False and "does not clear the margin" in gate["reason"]
     assert (out / "gate-report.md").is_file() and (out / "gate.png").is_file()
+
+
+def test_the_reference_side_is_scored_once_per_content_key(exported, tmp_path: Path, monkeypatch) -> None:
+    """Caching the base side changes no number; new examples or a new base are a miss."""
+    from components.export import gate as gate_module
+    from components.export.core import eval_gate
+    from components.export.gate import GateConfig
+
+    out, summary = exported
+    model_dir = out.parent / "finetune-describer"
+    ft = json.loads((model_dir / "finetune-summary.json").read_text())
+    served = out / summary["files"]["Q4_K_M"]
+    cfg = test_config(TEST_CACHE / "llama.cpp-0.3.36")
+    cfg = cfg.model_copy(
+        update={"gate": GateConfig(**{**cfg.gate.model_dump(), "cache_dir": tmp_path / "cache"})}
+    )
+    built: list[Path] = []
+    real_base, real_gate_base = gate_module.base_for_gate, gate_module.gate_base
+    monkeypatch.setattr(gate_module, "base_for_gate", lambda w, d: built.append(d) or real_base(w, d))
+
+    def run(work: str) -> dict:
+        (tmp_path / work).mkdir()
+        return eval_gate(model_dir, ft, served, out / "Modelfile", tmp_path / work, cfg)
+
+    first, second = run("a"), run("b")
+    assert first["reference_cached"] is False and second["reference_cached"] is True
+    assert len(built) == 1  # the hit built no base GGUF
+    assert second["rows"] == first["rows"] and second["rows"] == summary["eval_gate"]["rows"]
+    assert json.loads((tmp_path / "b" / "gate.json").read_text())["reference_cached"] is True
+    assert "came from the gate cache" in (tmp_path / "b" / "gate-report.md").read_text()
+
+    examples = model_dir / "eval-examples.jsonl"
+    convo = json.loads(examples.read_text())["messages"]
+    convo[-1]["content"] += " It pairs over Bluetooth."
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"messages": convo}) + "\n")
+    cfg = cfg.model_copy(update={"gate": cfg.gate.model_copy(update={"examples_path": other})})
+    assert run("c")["reference_cached"] is False and len(built) == 2
+    # another base (one more file in its directory) is another key
+    monkeypatch.setattr(
+        gate_module, "gate_base", lambda s: dataclasses.replace(real_gate_base(s), files={"x": "0"})
+    )
+    assert run("d")["reference_cached"] is False
 
 
 def test_quantized_gguf_loads_and_generates(exported) -> None:

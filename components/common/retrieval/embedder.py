@@ -145,7 +145,7 @@ class SentenceEmbedder:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("PRODTUNE_CACHE_DIR") or os.path.join(Path.home(), ".cache", "prodtune")
+    base = os.environ.get("PRODTUNE_CACHE") or os.path.join(Path.home(), ".cache", "prodtune")
     return Path(base) / "onnx"
 
 
