@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from components.common.cache import writable_cache_dir
 from components.common.config import StepConfig
 from components.common.errors import InputError
 from components.common.text_metrics import facts_recall, rouge_l, token_f1
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 
 TASK_METRIC = {"describer": "rouge_l", "qa": "token_f1"}
 SCORING_VERSION = "1"  # bump when score_gguf or task_metrics change their numbers: it keys cached scores
-_CACHE = Path(os.environ.get("PRODTUNE_CACHE", Path.home() / ".cache" / "prodtune"))
 REPORT_MD, REPORT_PNG, REPORT_JSON = "gate-report.md", "gate.png", "gate.json"
 
 
@@ -67,7 +67,8 @@ class GateConfig(StepConfig):
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
     seed: int = 0
     cache_dir: Path | None = Field(
-        default=_CACHE / "gate", description="reference-side scores by content key; null: always score"
+        default_factory=lambda: writable_cache_dir("gate"),
+        description="reference-side scores by content key; null: always score",
     )
 
 

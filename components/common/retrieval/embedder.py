@@ -145,8 +145,9 @@ class SentenceEmbedder:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("PRODTUNE_CACHE") or os.path.join(Path.home(), ".cache", "prodtune")
-    return Path(base) / "onnx"
+    from components.common.cache import writable_cache_dir
+
+    return writable_cache_dir("onnx")  # $PRODTUNE_CACHE/onnx, or $HOME's where that is read-only
 
 
 def _weights_sha(path: Path) -> str:
