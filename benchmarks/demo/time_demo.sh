@@ -6,7 +6,7 @@
 #
 #   (default)  warm caches: the shared ~/.cache/prodtune (llama-cpp-python wheel, model) is reused;
 #              the clone still gets a new .venv and a new .prodtune state dir, like a new user's.
-#   --cold     empty caches: PRODTUNE_CACHE and pip's cache point into the work dir, so the
+#   --cold     empty caches: PRODTUNE_CACHE, pip's and uv's caches point into the work dir, so the
 #              llama-cpp-python wheel is built from its sdist and the model is fetched again.
 #   --again    then run the same command a second time in the same clone ("a later run").
 #   --keep     leave the clone and its embedded services running (default: stop and remove them).
@@ -48,7 +48,7 @@ commit=$(git rev-parse HEAD)
 
 env_args=(env -u PYTHONPATH -u VIRTUAL_ENV -u MLFLOW_TRACKING_URI -u PRODTUNE_HOME -u PRODTUNE_VENV)
 if [ "$COLD" = 1 ]; then
-  env_args+=(PRODTUNE_CACHE="$WORK/cache" PIP_CACHE_DIR="$WORK/pip-cache" PRODTUNE_MODELS_DIR="$WORK/cache/models")
+  env_args+=(PRODTUNE_CACHE="$WORK/cache" PIP_CACHE_DIR="$WORK/pip-cache" UV_CACHE_DIR="$WORK/uv-cache" PRODTUNE_MODELS_DIR="$WORK/cache/models")
 fi
 
 sample_load() {  # one "epoch-seconds load1" line every 15 s until killed
