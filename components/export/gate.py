@@ -15,7 +15,7 @@ never passes: its differences are all 0. The report (table + plot) lands in the 
 logged to MLflow by the registry.
 
 The reference side is the same run after run until a promotion, so its scores are cached by
-content key (`ScoreCache`, `gate.cache_dir`): what was scored (the champion GGUF's sha256, or the
+content key (`common.cache.JsonCache`, `gate.cache_dir`): what was scored (the champion GGUF's sha256, or the
 base weights' file hashes, the serve level and the converter), how it was prompted (the Modelfile's
 TEMPLATE, SYSTEM and stops), the examples, the scoring settings, this module's SCORING_VERSION, the
 llama.cpp binding and the CPU. Greedy decoding of the same GGUF on the same settings is
@@ -26,10 +26,8 @@ base GGUF. The result says `reference_cached`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +36,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from components.common.cache import writable_cache_dir
+from components.common.cache import JsonCache, content_key, cpu_name, writable_cache_dir
 from components.common.config import StepConfig
 from components.common.errors import InputError
 from components.common.text_metrics import facts_recall, rouge_l, token_f1
@@ -300,14 +298,6 @@ def compare(
 # --- the reference side's scores, cached by content key --------------------------------------------
 
 
-def _cpu() -> str:
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.is_file() else []
-    return next(
-        (ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), os.uname().machine
-    )
-
-
 def side_key(
     identity: dict[str, Any], modelfile: Any, examples: Sequence[list[dict[str, str]]], task: str,
     score: dict[str, Any],
@@ -315,48 +305,18 @@ def side_key(
     """Content key of one side's scores (module docstring): sha256 of everything they depend on."""
     import llama_cpp
 
-    payload = {
-        "scoring": SCORING_VERSION,
-        "identity": identity,
-        "prompt": {"template": modelfile.template, "system": modelfile.system, "stops": modelfile.stops},
-        "task": task,
-        "examples": list(examples),
-        "score": score,
-        "llama_cpp": llama_cpp.__version__,
-        "cpu": _cpu(),
-    }
-    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-class ScoreCache:
-    """One JSON file of `SideScores` per key under `root`. A file that cannot be read is a miss
-    (and is rewritten), never an error: the cache only saves time."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    def _path(self, key: str) -> Path:
-        return self.root / f"{key}.json"
-
-    def get(self, key: str) -> SideScores | None:
-        path = self._path(key)
-        if not path.is_file():
-            return None
-        try:
-            return SideScores(**json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError) as exc:
-            log.warning("gate cache: ignoring unreadable %s (%s)", path, exc)
-            return None
-
-    def put(self, key: str, scores: SideScores) -> None:
-        from components.common.atomic import atomic_open
-
-        try:
-            with atomic_open(self._path(key), encoding="utf-8") as fh:
-                json.dump(asdict(scores), fh, ensure_ascii=False)
-        except OSError as exc:  # e.g. a read-only image path: the gate's verdict does not depend on it
-            log.warning("gate cache: cannot write under %s (%s); not cached", self.root, exc)
+    return content_key(
+        {
+            "scoring": SCORING_VERSION,
+            "identity": identity,
+            "prompt": {"template": modelfile.template, "system": modelfile.system, "stops": modelfile.stops},
+            "task": task,
+            "examples": list(examples),
+            "score": score,
+            "llama_cpp": llama_cpp.__version__,
+            "cpu": cpu_name(),
+        }
+    )
 
 
 # --- orchestration (called by core.eval_gate) ------------------------------------------------------
@@ -413,7 +373,7 @@ def run_gate(
 
     examples = examples[: config.max_examples]
     score = {"max_new_tokens": config.max_new_tokens, "n_ctx": n_ctx, "threads": threads}
-    cache = ScoreCache(config.cache_dir) if config.cache_dir else None
+    cache = JsonCache(config.cache_dir) if config.cache_dir else None
     with tempfile.TemporaryDirectory(prefix="gate-", dir=out_dir) as tmp:
         champion = None
         if use_registry:
@@ -428,7 +388,8 @@ def run_gate(
             ref_modelfile, label = modelfile, "base"
             identity = base_identity() if base_identity and cache else None
         key = side_key(identity, ref_modelfile, examples, task, score) if cache and identity else None
-        reference = cache.get(key) if cache and key else None
+        hit = cache.get(key) if cache and key else None
+        reference = SideScores(**hit) if hit else None
         log.info(
             "gate: candidate vs %s on %d examples%s",
             label,
@@ -447,7 +408,7 @@ def run_gate(
                 **score,
             )
             if cache and key:
-                cache.put(key, reference)
+                cache.put(key, asdict(reference))
             cached = False
         else:
             cached = True
