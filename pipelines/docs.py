@@ -269,6 +269,7 @@ PARAM_NOTES = {
     "eval.max_new_tokens": "generation budget per held-out row",
     "eval.batch_size": "rows per generation batch",
     "eval.holdout_fraction": "share held out when no eval file is given",
+    "eval.cache_dir": "where the base column of the eval is kept by content key and reused while the base and the held-out rows stay the same (`null`: always evaluate); `$HOME`'s cache where `$PRODTUNE_CACHE` is read-only",
 }
 
 
@@ -280,6 +281,9 @@ def config_defaults() -> dict[str, Any]:
     from components.finetune.core import FinetuneConfig
 
     def default(field: Any) -> Any:
+        shown = (field.json_schema_extra or {}).get("doc_default")  # e.g. a path that depends on the machine
+        if shown is not None:
+            return shown
         if field.default_factory is not None:
             return field.default_factory()
         return "required" if field.default is PydanticUndefined else field.default

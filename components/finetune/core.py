@@ -515,6 +515,37 @@ def train_adapter(
     return Trained(model, steps, new_steps, history or losses, resume_from, seconds)
 
 
+def base_eval_identity(
+    base_weights: BaseWeights,
+    config: FinetuneConfig,
+    chat: ChatSetup,
+    device: str,
+    model: Any,
+    backend_name: str,
+) -> dict[str, Any] | None:
+    """What the base column of the eval depends on besides the rows (evaluate.base_side_key); None
+    (always evaluate) when the base's files were not hashed."""
+    if not base_weights.files:
+        return None
+    import peft
+    import torch
+    import transformers
+
+    from components.common.cache import cpu_name
+
+    return {
+        "base_files": base_weights.files,
+        "backend": backend_name,
+        "device": device,
+        "hardware": torch.cuda.get_device_name() if device.startswith("cuda") else cpu_name(),
+        "threads": torch.get_num_threads(),
+        "dtype": str(next(model.parameters()).dtype),
+        "quantization": config.quantization.model_dump(mode="json"),
+        "chat_template": chat.template,
+        "versions": [torch.__version__, transformers.__version__, peft.__version__],
+    }
+
+
 def evaluate_and_report(
     backend: Any,
     trained: Trained,
@@ -524,11 +555,14 @@ def evaluate_and_report(
     chat: ChatSetup,
     device: str,
     output_dir: Path,
+    base_weights: BaseWeights,
+    backend_name: str,
 ) -> dict[str, Any]:
     """Base vs fine-tuned on the held-out rows: eval.json, eval-table.md, loss.png."""
     result = evaluate.evaluate_base_and_finetuned(
-        trained.model, tokenizer, config, data.eval, chat.eos_tokens, device, backend=backend
-    )
+        trained.model, tokenizer, config, data.eval, chat.eos_tokens, device, backend=backend,
+        base_identity=base_eval_identity(base_weights, config, chat, device, trained.model, backend_name),
+    )  # fmt: skip
     write_json(output_dir / "eval.json", result)
     (output_dir / "eval-table.md").write_text(evaluate.eval_table(result, config.task), encoding="utf-8")
     evaluate.plot_loss(trained.losses, result, output_dir / "loss.png")
@@ -605,7 +639,9 @@ def run_finetune(
     with atomic_dir(output_dir / "adapter") as tmp:
         trained.model.save_pretrained(str(tmp))
 
-    eval_result = evaluate_and_report(backend, trained, tokenizer, config, data, chat, device, output_dir)
+    eval_result = evaluate_and_report(
+        backend, trained, tokenizer, config, data, chat, device, output_dir, base_weights, backend_name
+    )
     with atomic_dir(output_dir / "merged") as tmp:
         backend.save_merged(trained.model, tokenizer, tmp, chat.eos_tokens)
 

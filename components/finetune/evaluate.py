@@ -13,6 +13,12 @@ Metrics (all in [0, 1] except the loss; higher is better except the loss):
 - `token_f1` (QA): SQuAD-style bag-of-words F1 vs the reference answer (lowercase, no punctuation/articles).
 - `stop_rate`: share of outputs that ended with an end token before `max_new_tokens` (a template
   mismatch shows up here as endless output); `mean_words`: mean output length in words.
+
+The base column is the same run after run while the base and the held-out rows are (a rerun of the
+pipeline, a new recipe): it is kept by content key in `eval.cache_dir` (`base_side_key`: the base's
+file hashes, how it was loaded and on what hardware, the library versions, the rows' tokens and
+references, the decoding settings, EVAL_VERSION) and reused; `base_cached` in the result says so.
+Without file hashes for the base (a local directory outside a tracked run) it is always evaluated.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from components.common.cache import JsonCache, content_key
 from components.common.text_metrics import (  # noqa: F401  (re-exported: tests and callers use them here)
     UNITS,
     facts_recall,
@@ -31,6 +38,10 @@ from components.common.text_metrics import (  # noqa: F401  (re-exported: tests 
     words,
 )
 from components.finetune.schema import Example, FinetuneConfig, Task, Tokenized
+
+EVAL_VERSION = (
+    "1"  # bump when generate, score or completion_loss change their numbers: it keys cached base results
+)
 
 
 def score(task: Task, outputs: list[str], references: list[str], stopped: list[bool]) -> dict[str, float]:
@@ -139,6 +150,25 @@ def _side(
     return metrics, outputs
 
 
+def base_side_key(
+    identity: dict[str, Any],
+    config: FinetuneConfig,
+    rows: list[tuple[Example, Tokenized]],
+    eos_ids: list[int],
+) -> str:
+    """Content key of the base column (module docstring)."""
+    return content_key(
+        {
+            "eval": EVAL_VERSION,
+            "identity": identity,
+            "task": config.task,
+            "decoding": {"max_new_tokens": config.eval.max_new_tokens, "batch_size": config.eval.batch_size},
+            "rows": [[t.input_ids, t.labels, t.prompt_len, ex.messages[-1]["content"]] for ex, t in rows],
+            "eos": eos_ids,
+        }
+    )
+
+
 def evaluate_base_and_finetuned(
     model: Any,
     tokenizer: Any,
@@ -148,15 +178,24 @@ def evaluate_base_and_finetuned(
     device: str,
     *,
     backend: Any,
+    base_identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """eval.json content: {"base": {...}, "finetuned": {...}, "n_eval": N, "samples": [...]}."""
+    """eval.json content: {"base": {...}, "finetuned": {...}, "n_eval": N, "samples": [...], "base_cached": bool}."""
     rows = eval_rows[: config.eval.max_examples]
     if not rows:
         return {"base": {}, "finetuned": {}, "n_eval": 0, "samples": []}
     model = backend.for_inference(model)
     eos_ids = list(dict.fromkeys(tokenizer.convert_tokens_to_ids(eos_tokens)))
-    with model.disable_adapter():
-        base, base_out = _side(model, tokenizer, config, rows, eos_ids)
+    cache = JsonCache(config.eval.cache_dir) if config.eval.cache_dir and base_identity else None
+    key = base_side_key(base_identity or {}, config, rows, eos_ids) if cache else ""
+    hit = cache.get(key) if cache else None
+    if hit:
+        base, base_out = hit["metrics"], hit["outputs"]
+    else:
+        with model.disable_adapter():
+            base, base_out = _side(model, tokenizer, config, rows, eos_ids)
+        if cache:
+            cache.put(key, {"metrics": base, "outputs": base_out})
     tuned, tuned_out = _side(model, tokenizer, config, rows, eos_ids)
     samples = [
         {
@@ -168,7 +207,13 @@ def evaluate_base_and_finetuned(
         }
         for (ex, _), b, f in list(zip(rows, base_out, tuned_out, strict=True))[:3]
     ]
-    return {"base": base, "finetuned": tuned, "n_eval": len(rows), "samples": samples}
+    return {
+        "base": base,
+        "finetuned": tuned,
+        "n_eval": len(rows),
+        "samples": samples,
+        "base_cached": bool(hit),
+    }
 
 
 # ---------------------------------------------------------------------------------------- reporting

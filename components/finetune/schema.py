@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from components.common.cache import writable_cache_dir
 from components.common.config import StepConfig
 
 Task = Literal["describer", "qa"]
@@ -49,6 +50,11 @@ class EvalSettings(StepConfig):
     batch_size: int = Field(default=8, gt=0)
     holdout_fraction: float = Field(
         default=0.1, ge=0.0, lt=1.0, description="only without an eval file: share of train rows held out"
+    )
+    cache_dir: Path | None = Field(
+        default_factory=lambda: writable_cache_dir("finetune-eval"),
+        description="the base model's eval by content key (evaluate.py); null: always evaluate it",
+        json_schema_extra={"doc_default": "$PRODTUNE_CACHE/finetune-eval"},
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -83,3 +84,65 @@ def test_eval_table_and_plot(tmp_path: Path) -> None:
     plot_loss([(1, 3.0), (2, 2.0)], result, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not math.isnan(result["base"]["eval_loss"])
+
+
+class _Model:
+    """Stands in for the PEFT model: knows whether its adapter is disabled."""
+
+    def __init__(self) -> None:
+        self.adapter_on = True
+
+    @contextlib.contextmanager
+    def disable_adapter(self):
+        self.adapter_on = False
+        try:
+            yield
+        finally:
+            self.adapter_on = True
+
+
+class _Backend:
+    def for_inference(self, model):
+        return model
+
+
+class _Tokenizer:
+    def convert_tokens_to_ids(self, tokens):
+        return [2 for _ in tokens]
+
+
+def test_the_base_column_is_evaluated_once_per_content_key(tmp_path: Path, monkeypatch) -> None:
+    from components.finetune import evaluate
+    from components.finetune.schema import Example, FinetuneConfig, Tokenized
+
+    calls: list[str] = []
+
+    def side(model, tokenizer, config, rows, eos_ids):
+        which = "finetuned" if model.adapter_on else "base"
+        calls.append(which)
+        return {"eval_loss": 2.0 if which == "base" else 1.0, "rouge_l": 0.1}, [f"{which} {len(rows)}"] * len(
+            rows
+        )
+
+    monkeypatch.setattr(evaluate, "_side", side)
+    cfg = FinetuneConfig.model_validate(
+        {"task": "describer", "base_model": "x", "max_steps": 1, "eval": {"cache_dir": str(tmp_path / "c")}}
+    )
+    rows = [(Example("u1", [{"role": "user", "content": "t"}, {"role": "assistant", "content": "d"}]),
+             Tokenized([5, 6, 7], [-100, 6, 7], 1, False))]  # fmt: skip
+    identity = {"base_files": {"model.safetensors": "ab"}}
+
+    def run(identity=identity, rows=rows):
+        return evaluate.evaluate_base_and_finetuned(
+            _Model(), _Tokenizer(), cfg, rows, ["<e>"], "cpu", backend=_Backend(), base_identity=identity
+        )
+
+    first, second = run(), run()
+    assert calls == ["base", "finetuned", "finetuned"]  # the second run reused the base column
+    assert first["base_cached"] is False and second["base_cached"] is True
+    assert second["base"] == first["base"] and second["samples"] == first["samples"]
+    run(identity={"base_files": {"model.safetensors": "cd"}})  # another base: evaluated
+    rows2 = [(rows[0][0], Tokenized([5, 6, 8], [-100, 6, 8], 1, False))]
+    run(rows=rows2)  # other held-out tokens: evaluated
+    run(identity=None)  # no file hashes: always evaluated, nothing cached
+    assert calls.count("base") == 4
