@@ -592,7 +592,7 @@ def summarize(
         "steps": trained.steps,
         "train_loss": [loss for _, loss in trained.losses],
         "train_loss_steps": [s for s, _ in trained.losses],
-        "config": config.model_dump(),
+        "config": config.model_dump(mode="json"),
         "backend": backend_name,
         "device": device,
         "cpu_threads": threads,
