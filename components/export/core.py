@@ -484,7 +484,7 @@ def eval_gate(
 
     @functools.cache  # resolved (and hashed) once, by whichever of the two below asks first
     def base_weights() -> Any:
-        return gate.gate_base(ft_summary)
+        return gate.gate_base(ft_summary, hashed=config.gate.cache_dir is not None)  # 15 GB for a 7B
 
     def base_identity() -> dict[str, Any]:  # what the base GGUF is made of, for the gate's cache
         return {

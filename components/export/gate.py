@@ -322,9 +322,10 @@ def side_key(
 # --- orchestration (called by core.eval_gate) ------------------------------------------------------
 
 
-def gate_base(ft_summary: dict[str, Any]) -> Any:
-    """The base the gate compares with (`BaseWeights`, with every file's sha256): the original
-    weights when the fine-tune named them (`merge_base_model`), else `base_model`."""
+def gate_base(ft_summary: dict[str, Any], *, hashed: bool = True) -> Any:
+    """The base the gate compares with (`BaseWeights`; `hashed`: with every file's sha256, which the
+    cache's key needs): the original weights when the fine-tune named them (`merge_base_model`), else
+    `base_model`."""
     from components.common.base_weights import file_hashes, resolve_base_weights
 
     config = ft_summary.get("config") or {}
@@ -332,7 +333,7 @@ def gate_base(ft_summary: dict[str, Any]) -> Any:
     if not spec:
         raise InputError("finetune-summary.json names no base_model", field="base_model")
     weights = resolve_base_weights(str(spec))
-    if not weights.files:  # a local directory: resolving does not hash it
+    if hashed and not weights.files:  # a local directory: resolving does not hash it
         weights = dataclasses.replace(weights, files=file_hashes(weights.path))
     return weights
 

@@ -212,7 +212,9 @@ def test_the_reference_side_is_scored_once_per_content_key(exported, tmp_path: P
     assert run("c")["reference_cached"] is False and len(built) == 2
     # another base (one more file in its directory) is another key
     monkeypatch.setattr(
-        gate_module, "gate_base", lambda s: dataclasses.replace(real_gate_base(s), files={"x": "0"})
+        gate_module,
+        "gate_base",
+        lambda s, **kw: dataclasses.replace(real_gate_base(s, **kw), files={"x": "0"}),
     )
     assert run("d")["reference_cached"] is False
 
