@@ -147,12 +147,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # --no-compile: modules are byte-compiled when first imported, so only what runs pays for it.
   others=$(mktemp)
   grep -v -E '^llama[-_]cpp[-_]python' requirements.lock >"$others"
-  if uv_ready; then
-    # uv downloads and unpacks in parallel: both locks in 18 s cold on 2 cores, where pip took 402 s
-    # (2026-12-03, empty caches). Same pins, same indexes (pip's own config, read by uv_ready).
-    "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps "${UV_ARGS[@]}" \
-      -r "$others" -r requirements-dev.lock
+  # uv downloads and unpacks in parallel: both locks in 18 s cold on 2 cores, where pip took 402 s
+  # (2026-12-03, empty caches). Same pins, same indexes (pip's own config, read by uv_ready). If uv
+  # cannot (an index it does not understand, say), pip installs what is left.
+  if uv_ready && "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps "${UV_ARGS[@]}" \
+    -r "$others" -r requirements-dev.lock; then
+    :
   else
+    log "installing with pip"
     "${PIP[@]}" install -q --no-deps --no-compile -r "$others" -r requirements-dev.lock \
       2> >(grep -v "^WARNING: Location" >&2)
   fi
