@@ -7,7 +7,6 @@ pipelines/configs/local/describer.yaml), so the benchmarks measure the recipe, n
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 RECIPE = ROOT / "pipelines/configs/local/describer.yaml"
+
+from components.common.cache import cpu_name  # noqa: E402,F401  (re-exported: the benchmarks record it)
 
 
 def cli(doc: str | None, steps: int) -> argparse.Namespace:
@@ -43,10 +44,3 @@ def lora_model(recipe: Path, dropout: float | None = None) -> Any:
     model = backend_hf.add_lora(model, config)
     model.train()
     return model, tokenizer
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()

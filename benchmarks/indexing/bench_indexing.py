@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from components.common.cache import cpu_name
 from components.common.retrieval.embedder import SentenceEmbedder, default_model_path
 from components.common.retrieval.indexer import embedding_text
 
@@ -184,12 +184,11 @@ def main() -> None:
 
 
 def cpu_model() -> str:
-    """The CPU's name and whether it has bfloat16 matmuls (what torch-bf16 and openvino need)."""
+    """The CPU's name and whether it has bfloat16 matmuls (what torch-bf16 needs)."""
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "")
     flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
     bf16 = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
-    return f"{name or platform.machine()} ({', '.join(bf16) or 'no bf16 matmul'})"
+    return f"{cpu_name()} ({', '.join(bf16) or 'no bf16 matmul'})"
 
 
 def held_out_titles(n: int, work: Path) -> list[str]:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from components.common.atomic import atomic_dir, write_json
+from components.common.cache import cache_root
 from components.common.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,7 @@ class BaseWeights:
 def base_cache_dir() -> Path:
     if os.environ.get("PRODTUNE_BASE_CACHE"):
         return Path(os.environ["PRODTUNE_BASE_CACHE"]).expanduser()
-    cache = os.environ.get("PRODTUNE_CACHE") or "~/.cache/prodtune"
-    return Path(cache).expanduser() / "base-models"
+    return cache_root() / "base-models"
 
 
 def classify(spec: str) -> tuple[Source, str, str | None]:

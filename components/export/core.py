@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from pydantic import Field, model_validator
 
 from components.common import chat_families
 from components.common.atomic import atomic_open, write_json
+from components.common.cache import cache_root
 from components.common.config import StepConfig
 from components.common.errors import InputError
 from components.common.settings import Settings, get_settings
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 TASKS = ("describer", "qa")
 F16 = "F16"
 LLAMA_CPP_VERSION = "0.3.36"
-_CACHE = Path(os.environ.get("PRODTUNE_CACHE", Path.home() / ".cache" / "prodtune"))
+_CACHE = cache_root()
 _HELDOUT = Path(__file__).with_name("heldout.txt")
 
 

@@ -25,11 +25,10 @@ base GGUF. The result says `reference_cached`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -334,7 +333,7 @@ def gate_base(ft_summary: dict[str, Any], *, hashed: bool = True) -> Any:
         raise InputError("finetune-summary.json names no base_model", field="base_model")
     weights = resolve_base_weights(str(spec))
     if hashed and not weights.files:  # a local directory: resolving does not hash it
-        weights = dataclasses.replace(weights, files=file_hashes(weights.path))
+        weights = replace(weights, files=file_hashes(weights.path))
     return weights
 
 

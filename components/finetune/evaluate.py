@@ -39,9 +39,8 @@ from components.common.text_metrics import (  # noqa: F401  (re-exported: tests 
 )
 from components.finetune.schema import Example, FinetuneConfig, Task, Tokenized
 
-EVAL_VERSION = (
-    "1"  # bump when generate, score or completion_loss change their numbers: it keys cached base results
-)
+# bump when generate, score or completion_loss change their numbers: it keys cached base results
+EVAL_VERSION = "1"
 
 
 def score(task: Task, outputs: list[str], references: list[str], stopped: list[bool]) -> dict[str, float]:

@@ -47,8 +47,9 @@ def default_model_path() -> Path:
     env = os.environ.get("PRODTUNE_TEACHER_MODEL")
     if env:
         return Path(env)
-    cache = Path(os.environ.get("PRODTUNE_CACHE", Path.home() / ".cache" / "prodtune"))
-    return cache / "models" / MODEL_FILE
+    from components.common.cache import cache_root
+
+    return cache_root() / "models" / MODEL_FILE
 
 
 def free_port() -> int:
