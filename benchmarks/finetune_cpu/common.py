@@ -18,14 +18,16 @@ RECIPE = ROOT / "pipelines/configs/local/describer.yaml"
 from components.common.cache import cpu_name  # noqa: E402,F401  (re-exported: the benchmarks record it)
 
 
-def cli(doc: str | None, steps: int) -> argparse.Namespace:
-    """--steps, --threads, --recipe; sets torch's threads."""
+def cli(doc: str | None, steps: int, **ints: int) -> argparse.Namespace:
+    """--steps, --threads, --recipe and one --name per `ints` (its default); sets torch's threads."""
     import torch
 
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", type=Path, default=RECIPE, help="fine-tune recipe (base model, LoRA)")
     ap.add_argument("--steps", type=int, default=steps, help="timed steps per case, after one warm-up")
     ap.add_argument("--threads", type=int, default=2)
+    for name, default in ints.items():
+        ap.add_argument(f"--{name}", type=int, default=default)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     return args

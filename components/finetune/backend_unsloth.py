@@ -64,7 +64,6 @@ def train(model: Any, tokenizer: Any, ctx: TrainContext, resume_from: Path | Non
         tokenizer,
         ctx,
         resume_from,
-        trainer_checkpointing=False,
         optim=ctx.config.optim or "adamw_8bit",
     )
 

@@ -78,10 +78,8 @@ def collator(tokenizer: Any) -> Any:
     return DataCollatorForSeq2Seq(tokenizer=tokenizer, padding=True, label_pad_token_id=-100)
 
 
-def sft_args(
-    ctx: TrainContext, *, trainer_checkpointing: bool = True, packed: bool = False, **extra: Any
-) -> Any:
-    """SFTConfig from our config. `trainer_checkpointing=False` when the backend does it (Unsloth).
+def sft_args(ctx: TrainContext, *, packed: bool = False, **extra: Any) -> Any:
+    """SFTConfig from our config.
 
     `packed`: TRL's padding-free collation of packed rows (Unsloth turns its packed attention on from
     `packing`); off, padding_free is set False explicitly so Unsloth does not switch it on by itself.
@@ -90,11 +88,14 @@ def sft_args(
 
     c = ctx.config
     fields = SFTConfig.__dataclass_fields__
-    if c.gradient_checkpointing and trainer_checkpointing:
-        # transformers 5 renamed it; Unsloth images may still run 4.x
-        extra[
-            "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
-        ] = True
+    # Set both ways: TRL's SFTConfig defaults it to True, so a recipe's `false` meant nothing (the CPU
+    # demo recomputed every activation in backward: docs/benchmarks.md). Unsloth reads the same flag when
+    # it restores its own checkpointing mode for training. transformers 5 renamed it; 4.x still has
+    # the old name (Unsloth images).
+    checkpointing = (
+        "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    )
+    extra.setdefault(checkpointing, c.gradient_checkpointing)
     length = {"max_steps": c.max_steps} if c.max_steps else {"num_train_epochs": c.num_epochs}
     # transformers 5 reads a float warmup_steps < 1 as a ratio; 4.x (Unsloth images) still has warmup_ratio.
     if c.warmup_ratio and "warmup_ratio" in fields:

@@ -94,7 +94,6 @@ def test_unsloth_packed_batches_keep_labels_and_do_not_attend_across_rows(tiny_b
         args=training.sft_args(
             ctx,
             packed=True,
-            trainer_checkpointing=False,
             optim="adamw_8bit",
             **training.precision_args("bf16"),
         ),

@@ -140,3 +140,11 @@ def test_trainer_disables_the_cache_packed_masking_depends_on() -> None:
     from trl import SFTTrainer
 
     assert 'inputs["use_cache"] = False' in inspect.getsource(SFTTrainer.compute_loss)
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_the_recipe_decides_activation_checkpointing(on: bool) -> None:
+    # TRL's SFTConfig defaults it to True: a recipe's `false` must reach the Trainer as False.
+    args = training.sft_args(_ctx(_rows(), gradient_checkpointing=on), use_cpu=True, bf16=False)
+    assert args.gradient_checkpointing is on
+    assert getattr(args, "activation_checkpointing", on) is on
