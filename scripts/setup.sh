@@ -140,11 +140,15 @@ uv_ready() {
 }
 
 stamp="$VENV/.prodtune-lock"
-want=$( (cat requirements.lock requirements-dev.lock pyproject.toml; echo "$LLAMA_CMAKE") | sha256sum | cut -d' ' -f1)
+# "byte-compiled": a venv set up before setup byte-compiled the packages is compiled once
+want=$( (cat requirements.lock requirements-dev.lock pyproject.toml; echo "$LLAMA_CMAKE byte-compiled") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing requirements.lock + requirements-dev.lock into $VENV"
   # The locks are complete (resolved by scripts/lock.sh), so skip resolution: --no-deps, then check.
-  # --no-compile: modules are byte-compiled when first imported, so only what runs pays for it.
+  # Byte-compiled here, not on first import: where PYTHONDONTWRITEBYTECODE is set (this kind of
+  # machine sets it; the images too) nothing is ever written, and every step's process compiled
+  # torch, transformers and the rest from source again: 34 s against 11-13 s to import the training
+  # stack (docs/benchmarks.md). compileall runs on every core, alongside the llama.cpp build.
   others=$(mktemp)
   grep -v -E '^llama[-_]cpp[-_]python' requirements.lock >"$others"
   # uv downloads and unpacks in parallel: both locks in 18 s cold on 2 cores, where pip took 402 s
@@ -159,6 +163,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
       2> >(grep -v "^WARNING: Location" >&2)
   fi
   rm -f "$others"
+  # (uv and pip compile only what they install; this also covers a venv installed before)
+  "$VENV/bin/python" -m compileall -q -j 0 "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
 fi
 if [ -n "$build_pid" ] && ! wait "$build_pid"; then
   tail -20 "$CACHE/llama-build.log" >&2
@@ -166,11 +172,13 @@ if [ -n "$build_pid" ] && ! wait "$build_pid"; then
   exit 1
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  "${PIP[@]}" install -q --no-deps --no-compile --force-reinstall "$(llama_wheel)"  # same version, new build
+  "${PIP[@]}" install -q --no-deps --force-reinstall "$(llama_wheel)"  # same version, new build
   "${PIP[@]}" check
   "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
   echo "$want" >"$stamp"
 fi
+# The project's own modules too (an editable install compiles nothing); quick when up to date.
+"$VENV/bin/python" -m compileall -q -j 0 components pipelines serving >/dev/null
 
 if ! wait "$gguf_pid"; then
   tail -20 "$CACHE/gguf-fetch.log" >&2
