@@ -173,9 +173,10 @@ def synthesis_examples(root: Path) -> str:
     if s is None:
         return _absent("synthesis-summary.json")
     quarantined = s.get("quarantined", {})
+    asked = s.get("asked", s["products"])  # summaries before `teacher_products` asked about every product
     lines = [
-        f"Latest run: {s['products']:,} products, {s['with_pairs']:,} with at least one kept pair "
-        f"({100 * s['with_pairs'] / max(s['products'], 1):.0f}%); quarantined: "
+        f"Latest run: {s['products']:,} products, the teacher asked about {asked:,}, {s['with_pairs']:,} "
+        f"with at least one kept pair ({100 * s['with_pairs'] / max(asked, 1):.0f}% of those asked); quarantined: "
         + (", ".join(f"`{k}` {v:,}" for k, v in sorted(quarantined.items())) or "none")
         + ".",
         "",

@@ -31,7 +31,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 KEY_COUNTS = {
     "prep": ("lines_read", "kept"),
     "sampling": ("rows", "train", "eval"),
-    "synthesis": ("products", "with_pairs", "qa_examples"),
+    "synthesis": ("products", "asked", "with_pairs", "qa_examples"),
     "finetune": ("task", "train_rows", "steps", "base_eval_loss", "finetuned_eval_loss"),
     "export": ("task", "serve_level", "gate_passed", "registered_model", "version"),
 }

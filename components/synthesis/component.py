@@ -25,6 +25,7 @@ def synthesis(
     dataset.metadata.update(
         {
             "products": summary["products"],
+            "asked": summary["asked"],
             "with_pairs": summary["with_pairs"],
             "qa_examples": summary["examples"]["qa"],
             "prompt_version": summary["prompt_version"],

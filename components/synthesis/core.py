@@ -70,6 +70,9 @@ class SynthesisConfig(StepConfig):
     api_key_file: Path | None = None  # a mounted Kubernetes Secret, if preferred over env
     prompt: str = "qa_v1"  # a file in components/synthesis/prompts/ (without .yaml) or a path
     pairs_per_product: int = Field(default=3, ge=1, le=10)
+    # Ask the teacher about at most this many of the sampled products (each split keeps its share);
+    # None: all. The describer's rows need no teacher: they use every sampled product.
+    teacher_products: int | None = Field(default=None, ge=1)
     max_tokens: int = Field(default=512, ge=16)
     temperature: float = Field(default=0.7, ge=0, le=2)
     format_mode: Literal["auto", "json_schema", "json_object_schema", "none"] = "auto"
@@ -444,6 +447,18 @@ def screen_rows(frame: pd.DataFrame) -> tuple[list[Product], list[dict[str, Any]
     return products, quarantined
 
 
+def teacher_subset(products: list[Product], cap: int | None) -> list[Product]:
+    """The products the teacher is asked about: all, or `cap` of them with each split keeping its
+    share of the sample, in sample order (the sampling step's seeded shuffle)."""
+    if cap is None or cap >= len(products):
+        return products
+    by_split = {s: [p for p in products if p.split == s] for s in SPLITS}
+    take = {s: round(cap * len(rows) / len(products)) for s, rows in by_split.items()}
+    take["train"] = min(len(by_split["train"]), cap - take["eval"])  # rounding: the total is `cap`
+    chosen = {p.row for s in SPLITS for p in by_split[s][: take[s]]}
+    return [p for p in products if p.row in chosen]
+
+
 def _redact_url(url: str) -> str:
     parts = urlsplit(url)
     netloc = parts.hostname or ""
@@ -474,6 +489,7 @@ def run_synthesis(
     prompt = load_prompt(config.prompt)
     frame = read_products(Path(input_path))
     products, quarantined = screen_rows(frame)
+    asked = teacher_subset(products, config.teacher_products)
     api_key = load_api_key(config.api_key_env, config.api_key_file, environ)
     if api_key is None:
         raise InputError(f"no teacher API key: set {config.api_key_env}", field="api_key_env")
@@ -492,12 +508,13 @@ def run_synthesis(
         "min_support": config.min_support,
         "input": str(input_path),
         "input_rows": len(frame),
+        "teacher_products": len(asked),
     }
     with step_run("synthesis", params) as tracker:
         started = time.monotonic()
-        outcomes, client = asyncio.run(_fetch_all(config, prompt, products, api_key, base_url, progress))
+        outcomes, client = asyncio.run(_fetch_all(config, prompt, asked, api_key, base_url, progress))
         summary = _write_outputs(
-            config, prompt, products, outcomes, quarantined, Path(output_dir), len(frame), index_dir
+            config, prompt, asked, outcomes, quarantined, Path(output_dir), len(frame), index_dir, products
         )
         stats = client.stats
         summary.update(
@@ -520,11 +537,11 @@ def _fail_if_unreachable(summary: dict[str, Any], *, quarantined_path: Path, hos
     that is down (or crashed on the first request): stop here with the host and cause, instead of a
     fine-tune that finds no rows. The outputs stay written, the quarantine names every product."""
     errors = summary["errors"]
-    no_reply = summary["products"] and not summary["with_pairs"] and not summary["teacher_calls"]
+    no_reply = summary["asked"] and not summary["with_pairs"] and not summary["teacher_calls"]
     if no_reply and errors and set(summary["quarantined"]) <= {"retries_exhausted"}:
         cause = ", ".join(f"{k} x{v}" for k, v in sorted(errors.items()))
         raise TeacherUnreachableError(
-            f"teacher {_redact_url(host)} gave no reply for any of {summary['products']} products "
+            f"teacher {_redact_url(host)} gave no reply for any of {summary['asked']} products "
             f"({cause}; is the server up? quarantine: {quarantined_path})",
             field="base_url",
         )
@@ -581,8 +598,12 @@ def _write_outputs(
     out: Path,
     input_rows: int,
     index_dir: str | Path | None = None,
+    described: list[Product] | None = None,
 ) -> dict[str, Any]:
+    """`products` were asked (with their `outcomes`); `described` (default: the same) get describer
+    rows: every screened product, asked or not."""
     k = config.pairs_per_product
+    described = products if described is None else described
     meta = {
         "prompt_version": prompt.version,
         "model": config.model,
@@ -656,7 +677,7 @@ def _write_outputs(
     qa, context_summary = contexts.apply(qa, config.retrieval, Path(index_dir) if index_dir else None)
     describer = [
         _example(chat_format.describer_messages(p.title, p.content), p, {**meta, "task": "describer"})
-        for p in products
+        for p in described
     ]
     out.mkdir(parents=True, exist_ok=True)
     _write_jsonl(out / QA_FILE, qa)
@@ -668,11 +689,17 @@ def _write_outputs(
     _write_jsonl(out / DROPPED_PAIRS_FILE, dropped)
     reasons = Counter(r["reason"] for r in quarantined)
     with_pairs = len({r["uid"] for r in qa})
-    if with_pairs + sum(reasons.values()) != input_rows:  # never publish counts that do not add up
-        raise RuntimeError(f"counts do not reconcile: {with_pairs} + {dict(reasons)} != {input_rows}")
+    not_asked = len(described) - len(products)  # screened, described, left out of the teacher's share
+    # never publish counts that do not add up
+    if with_pairs + sum(reasons.values()) + not_asked != input_rows:
+        raise RuntimeError(
+            f"counts do not reconcile: {with_pairs} + {dict(reasons)} + {not_asked} not asked != {input_rows}"
+        )
     cost = estimate_cost(config, usage["prompt_tokens"], usage["completion_tokens"])
     return {
         "products": input_rows,
+        "asked": len(products),
+        "not_asked": not_asked,
         "with_pairs": with_pairs,
         "quarantined": dict(sorted(reasons.items())),
         "pairs": {
@@ -709,6 +736,7 @@ def _quarantine_record(product: Product, outcome: Outcome) -> dict[str, Any]:
 def _track(tracker: Any, summary: dict[str, Any], prompt: PromptTemplate, out: Path) -> None:
     metrics: dict[str, float] = {
         "products": summary["products"],
+        "asked": summary["asked"],
         "with_pairs": summary["with_pairs"],
         "quarantined": sum(summary["quarantined"].values()),
         "pairs_generated": summary["pairs"]["generated"],

@@ -138,6 +138,23 @@ def test_every_product_ends_with_pairs_or_in_quarantine_with_a_reason(servers, t
     assert summary["tokens"]["prompt"] > 0 and summary["cost_usd"] > 0
 
 
+def test_a_teacher_cap_asks_about_its_share_and_describes_every_product(servers, tmp_path):
+    srv = servers()
+    inp = write_products(tmp_path / "data-25.csv", 25, [["p900", "No description", "", "train"]])
+    out = tmp_path / "out"
+    summary = run(config(srv, tmp_path, teacher_products=10), inp, out)
+
+    asked = set(srv.uids())
+    assert len(asked) == 10 and summary["asked"] == 10 and summary["not_asked"] == 15
+    # 5 of the 25 products are eval (every fifth): 2 of the 10 asked, the first two in sample order
+    assert sorted(u for u in asked if int(u[1:]) % 5 == 0) == ["p000", "p005"]
+    assert summary["with_pairs"] + sum(summary["quarantined"].values()) + 15 == summary["products"] == 26
+    assert {r["uid"] for r in read_jsonl(out / "dados-fine-tunning.jsonl")} <= asked
+    described = read_jsonl(out / "describer-train.jsonl") + read_jsonl(out / "describer-eval.jsonl")
+    examples = summary["examples"]
+    assert len(described) == 25 == examples["describer_train"] + examples["describer_eval"]
+
+
 def test_retry_after_is_honoured(servers, tmp_path):
     srv = servers(retry_after=0.6, per_uid={"p000": ["429", "429"]})
     inp = write_products(tmp_path / "data-1.csv", 1)

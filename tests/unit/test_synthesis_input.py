@@ -3,7 +3,14 @@ import pytest
 
 from components.common.errors import InputError
 from components.synthesis.cache import CachedReply, ReplyCache, input_hash
-from components.synthesis.core import SynthesisConfig, estimate_cost, find_input, read_products, screen_rows
+from components.synthesis.core import (
+    SynthesisConfig,
+    estimate_cost,
+    find_input,
+    read_products,
+    screen_rows,
+    teacher_subset,
+)
 
 
 def write_csv(path, rows):
@@ -60,6 +67,18 @@ def test_screen_rows_quarantines_what_cannot_be_asked(tmp_path):
     assert [(q["uid"], q["reason"]) for q in quarantined] == [
         ("2", "empty_input"), ("3", "empty_input"), ("1", "duplicate_uid"), ("4", "invalid_split")
     ]  # fmt: skip
+
+
+def test_teacher_subset_keeps_each_splits_share_in_sample_order(tmp_path):
+    rows = [[str(i), f"T{i}", "text", "eval" if i % 5 == 2 else "train"] for i in range(200)]
+    products, _ = screen_rows(read_products(write_csv(tmp_path / "data-200.csv", rows)))
+    asked = teacher_subset(products, 40)
+    assert len(asked) == 40 and sum(p.split == "eval" for p in asked) == 8  # 20% of the sample, 20% asked
+    assert [p.row for p in asked] == sorted(p.row for p in asked)  # the sample's (seeded) order
+    evals = [p for p in products if p.split == "eval"]
+    assert [p.uid for p in asked if p.split == "eval"] == [p.uid for p in evals[:8]]
+    assert teacher_subset(products, None) == products == teacher_subset(products, 500)
+    assert len(teacher_subset(products, 7)) == 7
 
 
 def test_cost_uses_price_table_per_million_tokens():
