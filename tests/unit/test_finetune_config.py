@@ -50,7 +50,8 @@ def test_local_recipes_are_small_cpu_runs(monkeypatch: pytest.MonkeyPatch) -> No
     for name in ("local/describer.yaml", "local/qa.yaml"):
         cfg = load_config(FinetuneConfig, CONFIG_DIR / name)
         assert cfg.device == "cpu" and cfg.backend == "hf"
-        assert cfg.max_steps is not None and cfg.max_steps <= 30
+        assert cfg.max_steps is not None  # a fixed length, and minutes on 2 cores: at most 64k tokens
+        assert cfg.max_steps * cfg.per_device_batch_size * cfg.grad_accum * cfg.max_seq_length <= 65_536
         assert cfg.base_model == str(Path.home() / ".cache/prodtune/models/smollm2-135m-instruct")
 
 
