@@ -140,15 +140,11 @@ uv_ready() {
 }
 
 stamp="$VENV/.prodtune-lock"
-# "byte-compiled": a venv set up before setup byte-compiled the packages is compiled once
-want=$( (cat requirements.lock requirements-dev.lock pyproject.toml; echo "$LLAMA_CMAKE byte-compiled") | sha256sum | cut -d' ' -f1)
+want=$( (cat requirements.lock requirements-dev.lock pyproject.toml; echo "$LLAMA_CMAKE") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing requirements.lock + requirements-dev.lock into $VENV"
   # The locks are complete (resolved by scripts/lock.sh), so skip resolution: --no-deps, then check.
-  # Byte-compiled here, not on first import: where PYTHONDONTWRITEBYTECODE is set (this kind of
-  # machine sets it; the images too) nothing is ever written, and every step's process compiled
-  # torch, transformers and the rest from source again: 34 s against 11-13 s to import the training
-  # stack (docs/benchmarks.md). compileall runs on every core, alongside the llama.cpp build.
+  # --no-compile: byte-compiled below, in the background.
   others=$(mktemp)
   grep -v -E '^llama[-_]cpp[-_]python' requirements.lock >"$others"
   # uv downloads and unpacks in parallel: both locks in 18 s cold on 2 cores, where pip took 402 s
@@ -163,8 +159,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
       2> >(grep -v "^WARNING: Location" >&2)
   fi
   rm -f "$others"
-  # (uv and pip compile only what they install; this also covers a venv installed before)
-  "$VENV/bin/python" -m compileall -q -j 0 "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
+fi
+# The venv byte-compiled once per install, not on first import: where PYTHONDONTWRITEBYTECODE is set
+# (this kind of machine sets it) nothing is ever written, and every step's process compiled torch,
+# transformers and the rest from source again (the fine-tune step's imports: 23.1 s against 9.8,
+# docs/benchmarks.md). At the lowest priority, so that it takes what the llama.cpp build leaves
+# (run alongside at normal priority, it made the cold setup 105 s longer); waited for at the end.
+compiled="$VENV/.prodtune-compiled" compile_pid=""
+if [ "$(cat "$compiled" 2>/dev/null)" != "$want" ]; then
+  purelib=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  # compileall exits non-zero when a package ships a file that does not compile (templates): not ours
+  (nice -n 19 "$VENV/bin/python" -m compileall -q -j 0 "$purelib" >/dev/null 2>&1 || true; echo "$want" >"$compiled") &
+  compile_pid=$!
 fi
 if [ -n "$build_pid" ] && ! wait "$build_pid"; then
   tail -20 "$CACHE/llama-build.log" >&2
@@ -188,4 +194,5 @@ fi
 # The embedded base model as a plain safetensors dir (the GGUF, dequantized once): training,
 # export and serving load it by path. Idempotent: skipped when already there.
 "$VENV/bin/python" -m components.finetune.materialize --gguf "$gguf" --output "$CACHE/models/smollm2-135m-instruct"
+[ -z "$compile_pid" ] || wait "$compile_pid"
 log "ready: $VENV (activate with: source $VENV/bin/activate)"
