@@ -163,8 +163,9 @@ fi
 # The venv byte-compiled once per install, not on first import: where PYTHONDONTWRITEBYTECODE is set
 # (this kind of machine sets it) nothing is ever written, and every step's process compiled torch,
 # transformers and the rest from source again (the fine-tune step's imports: 23.1 s against 9.8,
-# docs/benchmarks.md). At the lowest priority, so that it takes what the llama.cpp build leaves
-# (run alongside at normal priority, it made the cold setup 105 s longer); waited for at the end.
+# docs/benchmarks.md). At the lowest priority, so that the llama.cpp build keeps the cores; waited for
+# at the end. Its CPU still lands on a cold 2-core setup: 386 s at normal priority, 425 s at this one
+# (different hours of a drifting machine), against 281 s before it; later runs only check a stamp.
 compiled="$VENV/.prodtune-compiled" compile_pid=""
 if [ "$(cat "$compiled" 2>/dev/null)" != "$want" ]; then
   purelib=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

@@ -508,7 +508,7 @@ def run_synthesis(
         "min_support": config.min_support,
         "input": str(input_path),
         "input_rows": len(frame),
-        "teacher_products": len(asked),
+        "teacher_products": config.teacher_products,  # the count asked is the `asked` metric
     }
     with step_run("synthesis", params) as tracker:
         started = time.monotonic()
@@ -597,13 +597,12 @@ def _write_outputs(
     quarantined: list[dict[str, Any]],
     out: Path,
     input_rows: int,
-    index_dir: str | Path | None = None,
-    described: list[Product] | None = None,
+    index_dir: str | Path | None,
+    described: list[Product],
 ) -> dict[str, Any]:
-    """`products` were asked (with their `outcomes`); `described` (default: the same) get describer
-    rows: every screened product, asked or not."""
+    """`products` were asked (with their `outcomes`); `described` get describer rows: every screened
+    product, asked or not."""
     k = config.pairs_per_product
-    described = products if described is None else described
     meta = {
         "prompt_version": prompt.version,
         "model": config.model,
