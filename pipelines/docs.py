@@ -253,7 +253,7 @@ PARAM_NOTES = {
     "gradient_checkpointing": "recompute activations in backward: less memory, ~20-30% more time",
     "cpu_threads": "torch threads on CPU (null = the cores not busy at start)",
     "packing": "pack rows padding-free into `max_seq_length` rows (no row attends to another); `auto` = on CUDA",
-    "precision": "CUDA compute dtype; `auto` = bf16 from compute capability 8.0, fp16 below (a T4)",
+    "precision": "compute dtype; `auto` = on CUDA bf16 from compute capability 8.0, fp16 below (a T4); on CPU bf16 autocast where the CPU has it natively (AMX, AVX512-BF16), else fp32",
     "learning_rate": "peak learning rate of the LoRA weights",
     "lr_scheduler": "decay after warm-up",
     "warmup_ratio": "share of steps with a rising learning rate",

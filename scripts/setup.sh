@@ -144,7 +144,6 @@ want=$( (cat requirements.lock requirements-dev.lock pyproject.toml; echo "$LLAM
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing requirements.lock + requirements-dev.lock into $VENV"
   # The locks are complete (resolved by scripts/lock.sh), so skip resolution: --no-deps, then check.
-  # --no-compile: byte-compiled below, in the background.
   others=$(mktemp)
   grep -v -E '^llama[-_]cpp[-_]python' requirements.lock >"$others"
   # uv downloads and unpacks in parallel: both locks in 18 s cold on 2 cores, where pip took 402 s
@@ -160,19 +159,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   fi
   rm -f "$others"
 fi
-# The venv byte-compiled once per install, not on first import: where PYTHONDONTWRITEBYTECODE is set
-# (this kind of machine sets it) nothing is ever written, and every step's process compiled torch,
-# transformers and the rest from source again (the fine-tune step's imports: 23.1 s against 9.8,
-# docs/benchmarks.md). At the lowest priority, so that the llama.cpp build keeps the cores; waited for
-# at the end. Its CPU still lands on a cold 2-core setup: 386 s at normal priority, 425 s at this one
-# (different hours of a drifting machine), against 281 s before it; later runs only check a stamp.
-compiled="$VENV/.prodtune-compiled" compile_pid=""
-if [ "$(cat "$compiled" 2>/dev/null)" != "$want" ]; then
-  purelib=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-  # compileall exits non-zero when a package ships a file that does not compile (templates): not ours
-  (nice -n 19 "$VENV/bin/python" -m compileall -q -j 0 "$purelib" >/dev/null 2>&1 || true; echo "$want" >"$compiled") &
-  compile_pid=$!
-fi
 if [ -n "$build_pid" ] && ! wait "$build_pid"; then
   tail -20 "$CACHE/llama-build.log" >&2
   log "llama-cpp-python sdist download or build failed (log: $CACHE/llama-build.log)"
@@ -184,7 +170,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
   echo "$want" >"$stamp"
 fi
-# The project's own modules too (an editable install compiles nothing); quick when up to date.
+# Bytecode: the project's own modules here (an editable install compiles nothing; quick when up to
+# date). The locks' packages are not compiled up front (26,631 modules, most of which no step imports:
+# 110-140 s of a cold 2-core setup): `prodtune` and the processes it starts write the bytecode of what
+# they import, once, even where PYTHONDONTWRITEBYTECODE is set (pipelines/cli.py), and so does the
+# materialize step below for torch and transformers.
 "$VENV/bin/python" -m compileall -q -j 0 components pipelines serving >/dev/null
 
 if ! wait "$gguf_pid"; then
@@ -194,6 +184,5 @@ if ! wait "$gguf_pid"; then
 fi
 # The embedded base model as a plain safetensors dir (the GGUF, dequantized once): training,
 # export and serving load it by path. Idempotent: skipped when already there.
-"$VENV/bin/python" -m components.finetune.materialize --gguf "$gguf" --output "$CACHE/models/smollm2-135m-instruct"
-[ -z "$compile_pid" ] || wait "$compile_pid"
+env -u PYTHONDONTWRITEBYTECODE "$VENV/bin/python" -m components.finetune.materialize --gguf "$gguf" --output "$CACHE/models/smollm2-135m-instruct"
 log "ready: $VENV (activate with: source $VENV/bin/activate)"

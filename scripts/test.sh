@@ -26,4 +26,7 @@ else
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+# The tests start hundreds of Python processes (CLI calls, kfp.local tasks, servers): let them write
+# the bytecode they compile, once (setup compiles only the project; see pipelines/cli.py).
+unset PYTHONDONTWRITEBYTECODE
 exec .venv/bin/python -m pytest -m "not gpu" --durations=15 "$@"

@@ -21,24 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import RECIPE, cli, cpu_name, lora_model
+from common import RECIPE, cli, cpu_name, lora_model, random_rows
 
 # rows x (prompt tokens, answer tokens), as the demo's batches: QA carries three retrieved products
 SHAPES = {"describer": (4, 50, 100), "qa": (4, 330, 50)}
 OUT = Path(__file__).with_name("results-checkpointing.json")
-
-
-def _rows(batch: int, prompt: int, answer: int, steps: int):
-    import torch
-
-    from components.finetune.schema import Tokenized
-
-    g = torch.Generator().manual_seed(0)
-    rows = []
-    for _ in range(batch * steps):
-        ids = torch.randint(0, 49000, (prompt + answer,), generator=g).tolist()
-        rows.append(Tokenized(ids, [-100] * prompt + ids[prompt:], prompt, False))
-    return rows
 
 
 def _train(shape: tuple[int, int, int], steps: int, checkpointing: bool) -> tuple[list[float], bool]:
@@ -59,10 +46,10 @@ def _train(shape: tuple[int, int, int], steps: int, checkpointing: bool) -> tupl
             seen.append(bool(getattr(model, "is_gradient_checkpointing", False)))
 
     with tempfile.TemporaryDirectory() as out:
-        ctx = TrainContext(config, "cpu", Path(out), _rows(*shape, steps), on_log=on_log)
+        ctx = TrainContext(config, "cpu", Path(out), random_rows(*shape, steps), on_log=on_log)
         start = time.perf_counter()
         extra = {"activation_checkpointing": True} if checkpointing else {}
-        training.train_sft(model, tok, ctx, None, use_cpu=True, bf16=False, fp16=False, **extra)
+        training.train_sft(model, tok, ctx, None, use_cpu=True, **extra)
     times = [b - a for a, b in zip([start, *stamps], stamps, strict=False)]
     return times[1:], any(seen)
 

@@ -46,3 +46,17 @@ def lora_model(recipe: Path, dropout: float | None = None) -> Any:
     model = backend_hf.add_lora(model, config)
     model.train()
     return model, tokenizer
+
+
+def random_rows(batch: int, prompt: int, answer: int, steps: int) -> list[Any]:
+    """`batch * steps` completion-only rows of random tokens: `prompt` masked, `answer` labelled."""
+    import torch
+
+    from components.finetune.schema import Tokenized
+
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for _ in range(batch * steps):
+        ids = torch.randint(0, 49000, (prompt + answer,), generator=g).tolist()
+        rows.append(Tokenized(ids, [-100] * prompt + ids[prompt:], prompt, False))
+    return rows

@@ -239,12 +239,11 @@ def measure_agreement(
     exact = 0
     samples = []
     for prompt, ref in zip(prompts, hf_outputs, strict=True):
+        free, forced = runner.greedy_and_forced(prompt, n_tokens, stop_ids, ref)
         if ref:
-            logits = runner.logits([*prompt, *ref])
-            preds = logits[len(prompt) - 1 : len(prompt) - 1 + len(ref)].argmax(axis=1)
+            preds = forced.argmax(axis=1)
             agree += int(sum(int(p) == int(r) for p, r in zip(preds, ref, strict=True)))
             total += len(ref)
-        free = runner.greedy(prompt, n_tokens, stop_ids)
         longest = max(len(free), len(ref), 1)
         prefixes.append(common_prefix(free, ref) / longest)
         exact += int(list(free) == list(ref))

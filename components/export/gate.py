@@ -43,7 +43,7 @@ from components.common.text_metrics import facts_recall, rouge_l, token_f1
 log = logging.getLogger(__name__)
 
 TASK_METRIC = {"describer": "rouge_l", "qa": "token_f1"}
-SCORING_VERSION = "1"  # bump when score_gguf or task_metrics change their numbers: it keys cached scores
+SCORING_VERSION = "2"  # bump when score_gguf or task_metrics change their numbers: it keys cached scores
 REPORT_MD, REPORT_PNG, REPORT_JSON = "gate-report.md", "gate.png", "gate.json"
 
 
@@ -128,7 +128,7 @@ def score_gguf(
     threads: int | None,
 ) -> SideScores:
     """Greedy answers + reference NLL of one GGUF, prompted as Ollama would (`render`)."""
-    from components.export.gguf import GGUFRunner
+    from components.export.gguf import GGUFRunner, summed_nll
 
     runner = GGUFRunner(gguf, n_ctx=n_ctx, threads=threads)
     try:
@@ -139,20 +139,18 @@ def score_gguf(
             prompt = runner.tokenize(render(conv[:-1]))
             reference = conv[-1]["content"]
             budget = max(1, min(max_new_tokens, n_ctx - len(prompt) - 1))
-            out = runner.greedy(prompt, budget, stop_ids)
+            answer = runner.tokenize(reference + end, add_bos=False)[: n_ctx - len(prompt)]
+            if not answer:
+                raise InputError(
+                    f"a gate example's prompt fills n_ctx={n_ctx}: raise n_ctx or shorten it", field="n_ctx"
+                )
+            out, rows = runner.greedy_and_forced(prompt, budget, stop_ids, answer)
             text = runner.detokenize([t for t in out if t not in stop_ids]).strip()
             scores.outputs.append(text)
             for name, value in task_metrics(task, text, reference).items():
                 scores.metric.setdefault(name, []).append(value)
-            answer = runner.tokenize(reference + end, add_bos=False)
-            ids = (prompt + answer)[:n_ctx]
-            if len(ids) <= len(prompt):
-                raise InputError(
-                    f"a gate example's prompt fills n_ctx={n_ctx}: raise n_ctx or shorten it", field="n_ctx"
-                )
-            nll, n = runner.nll(ids, start=len(prompt))
-            scores.nll.append(nll / n)
-            scores.nll_tokens.append(n)
+            scores.nll.append(summed_nll(rows, answer) / len(answer))
+            scores.nll_tokens.append(len(answer))
     finally:
         runner.close()
     return scores

@@ -233,6 +233,26 @@ class GGUFRunner:
                 return
             self.llm.eval([tok])
 
+    def greedy_and_forced(
+        self, prompt: Sequence[int], n_tokens: int, stop_ids: set[int], forced: Sequence[int]
+    ) -> tuple[list[int], np.ndarray]:
+        """Greedy continuation of `prompt`, and the logits that predict each token of `forced` after
+        `prompt` (row i: given prompt + forced[:i]), with the prompt evaluated once. Scoring both from
+        one prompt (the gate's answer and NLL, fidelity's free and teacher-forced tokens) used to
+        evaluate it twice, most of the gate's time on retrieval-length QA prompts."""
+        if len(prompt) + len(forced) > self.n_ctx:
+            raise ExportError(f"{len(prompt) + len(forced)} tokens exceed n_ctx={self.n_ctx}")
+        free = self.greedy(prompt, n_tokens, stop_ids)
+        # The greedy tokens wrote the rows after the prompt; its last row still predicts forced[0].
+        rows = [np.array(self.llm.scores[len(prompt) - 1 : len(prompt)], dtype=np.float32)]
+        if len(forced) > 1:
+            self.llm.n_tokens = len(prompt)  # eval() drops the cache from here on: the greedy tokens
+            self.llm.eval(list(forced[:-1]))
+            rows.append(
+                np.array(self.llm.scores[len(prompt) : len(prompt) + len(forced) - 1], dtype=np.float32)
+            )
+        return free, np.concatenate(rows)[: len(forced)]
+
     def tokens_per_second(self, prompt: Sequence[int], n_tokens: int) -> float:
         """Decode speed: greedy tokens per second after the prompt is processed (EOS ignored)."""
         it = self._greedy_iter(prompt, n_tokens + 1)
@@ -243,12 +263,7 @@ class GGUFRunner:
 
     def nll(self, ids: Sequence[int], start: int = 1) -> tuple[float, int]:
         """Summed negative log-likelihood of ids[start:] given their prefix, and the token count."""
-        logits = self.logits(ids).astype(np.float64)
-        rows = logits[start - 1 : len(ids) - 1]
-        targets = np.asarray(ids[start:])
-        log_z = np.logaddexp.reduce(rows, axis=1)
-        total = float(np.sum(log_z - rows[np.arange(len(targets)), targets]))
-        return total, len(targets)
+        return summed_nll(self.logits(ids)[start - 1 : len(ids) - 1], ids[start:]), len(ids) - start
 
     def perplexity(self, texts: Sequence[str], max_tokens: int) -> tuple[float, int]:
         """Perplexity over held-out texts (each cut to `max_tokens` and n_ctx), and tokens scored."""
@@ -262,6 +277,15 @@ class GGUFRunner:
         if count == 0:
             raise InputError("held-out text is empty: cannot measure perplexity", field="heldout_path")
         return float(np.exp(total / count)), count
+
+
+def summed_nll(rows: np.ndarray, targets: Sequence[int]) -> float:
+    """-sum log softmax(rows[i])[targets[i]], in float64 (a max-shifted log-sum-exp: numpy's
+    logaddexp.reduce took seconds per 49k-token vocabulary row set)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    peak = rows.max(axis=1, keepdims=True)
+    log_z = peak[:, 0] + np.log(np.exp(rows - peak).sum(axis=1))
+    return float(np.sum(log_z - rows[np.arange(len(targets)), np.asarray(targets)]))
 
 
 def read_gguf_metadata(path: str | Path) -> dict[str, Any]:

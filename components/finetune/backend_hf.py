@@ -1,7 +1,8 @@
 """transformers + PEFT + TRL backend: LoRA on CPU (the demo, CI), or on CUDA without Unsloth.
 
 On CUDA with `quantization.load_in_4bit` and bitsandbytes installed, the base loads in 4-bit (QLoRA);
-on CPU the base is float32 (TRL needs `use_cpu=True` there, else it asks for bf16).
+on CPU the base is float32 (TRL needs `use_cpu=True` there, else it asks for bf16), trained under bf16
+autocast where the CPU computes bf16 natively (training.choose_precision).
 """
 
 from __future__ import annotations
@@ -68,9 +69,8 @@ def train(model: Any, tokenizer: Any, ctx: TrainContext, resume_from: Path | Non
     model = add_lora(model, ctx.config)
     extra: dict[str, Any] = {"optim": ctx.config.optim or "adamw_torch"}
     if ctx.device == "cpu":
-        # TRL defaults bf16=True; CPU autocast to bf16 is ~50x slower than fp32 on CPUs without AMX.
-        extra.update(use_cpu=True, bf16=False, fp16=False)
-    # on CUDA, train_sft sets bf16/fp16 from training.choose_precision
+        extra["use_cpu"] = True  # else TRL asks for a GPU's bf16
+    # bf16/fp16 (CPU: bf16 autocast only where the CPU has it natively) from training.choose_precision
     return training.train_sft(model, tokenizer, ctx, resume_from, **extra)
 
 

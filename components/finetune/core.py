@@ -558,7 +558,9 @@ def evaluate_and_report(
     base_weights: BaseWeights,
     backend_name: str,
 ) -> dict[str, Any]:
-    """Base vs fine-tuned on the held-out rows: eval.json, eval-table.md, loss.png."""
+    """Base vs fine-tuned on the held-out rows: eval.json, eval-table.md, loss.png. On CPU in float32
+    whatever the training's precision: under bf16 autocast every decoding step recast the frozen
+    weights and generation ran 0.91x (benchmarks/finetune_cpu/bench_precision.py)."""
     result = evaluate.evaluate_base_and_finetuned(
         trained.model, tokenizer, config, data.eval, chat.eos_tokens, device, backend=backend,
         base_identity=base_eval_identity(base_weights, config, chat, device, trained.model, backend_name),

@@ -100,9 +100,10 @@ class FinetuneConfig(StepConfig):
         default="auto",
         description="BFD-pack rows into max_seq_length rows, padding-free (training.use_packing); auto: on CUDA",
     )
-    precision: Literal["auto", "bf16", "fp16"] = Field(
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         default="auto",
-        description="CUDA compute dtype; auto: from compute capability (training.choose_precision)",
+        description="compute dtype; auto: on CUDA from compute capability, on CPU bf16 autocast where the "
+        "CPU has it natively (AMX, AVX512-BF16), else fp32 (training.choose_precision)",
     )
     cpu_threads: int | None = Field(
         default=None,

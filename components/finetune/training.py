@@ -23,12 +23,30 @@ Precision = Literal["bf16", "fp16", "fp32"]
 BF16_MIN_CAPABILITY = (8, 0)
 
 
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AMX, or AVX512-BF16 as on AMD Zen 4). There a bf16
+    matmul at the training shapes ran 2-3x the float32 one (docs/benchmarks.md); elsewhere oneDNN
+    emulates it, slower than float32."""
+    import torch
+
+    cpu = torch.cpu
+    return bool(cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported())
+
+
 def choose_precision(
-    config: FinetuneConfig, device: str, capability: tuple[int, int] | None = None
+    config: FinetuneConfig,
+    device: str,
+    capability: tuple[int, int] | None = None,
+    native_bf16: bool | None = None,
 ) -> Precision:
-    """fp32 on CPU; on CUDA the recipe's `precision`, or (auto) bf16 from capability 8.0 up, else fp16."""
+    """The compute dtype. CUDA: the recipe's `precision`, or (auto) bf16 from capability 8.0 up, else
+    fp16. CPU: bf16 autocast over float32 weights where the CPU has it natively (auto) or the recipe
+    asks for it, else fp32 (no fp16 autocast on CPU)."""
     if device != "cuda":
-        return "fp32"
+        if config.precision == "auto":
+            native_bf16 = cpu_native_bf16() if native_bf16 is None else native_bf16
+            return "bf16" if native_bf16 else "fp32"
+        return "bf16" if config.precision == "bf16" else "fp32"
     if config.precision != "auto":
         return config.precision
     if capability is None:
@@ -196,11 +214,10 @@ def train_sft(
     model: Any, tokenizer: Any, ctx: TrainContext, resume_from: Path | None, **args: Any
 ) -> tuple[Any, Any]:
     """The one SFTTrainer both backends use (pre-tokenized, completion-only rows); `args` are the
-    backend's optimizer/checkpointing choices for `sft_args`. Precision and packing are decided here,
-    once, for both backends. Returns (trained model, trainer)."""
+    backend's optimizer/checkpointing choices for `sft_args`. Precision (CPU too: bf16 autocast where it
+    is native) and packing are decided here, once, for both backends. Returns (trained model, trainer)."""
     packed = use_packing(ctx.config, ctx.device)
-    if ctx.device == "cuda":
-        args.update(precision_args(choose_precision(ctx.config, ctx.device)))
+    args.update(precision_args(choose_precision(ctx.config, ctx.device)))
     trainer = trainer_class(ctx.device)(
         model=model,
         args=sft_args(ctx, packed=packed, **args),

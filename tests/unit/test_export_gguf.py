@@ -290,3 +290,47 @@ def test_gate_fails_when_training_template_differs_from_the_tokenizer(exported) 
     assert result["fidelity"]["passed"] is False
     # Golden conversation 4 has no system turn: only there the default system prompt differs.
     assert "conversation 4" in result["fidelity"]["reason"]
+
+
+def test_greedy_and_forced_scores_from_one_prompt_evaluation() -> None:
+    """The greedy tokens' cache is dropped before the forced tokens: their logits are the ones a
+    single evaluation of prompt + forced gives (up to batch-size rounding), never a continuation of
+    the greedy text."""
+    pytest.importorskip("llama_cpp")
+    if not SMOL_GGUF.is_file():
+        pytest.skip(f"{SMOL_GGUF} missing (scripts/setup.sh fetches it)")
+
+    from components.export.gguf import GGUFRunner, summed_nll
+
+    runner = GGUFRunner(SMOL_GGUF, n_ctx=256, threads=2)
+    try:
+        prompt = runner.tokenize(
+            "<|im_start|>user\nDescribe a red wool scarf.<|im_end|>\n<|im_start|>assistant\n"
+        )
+        forced = runner.tokenize(
+            "A warm scarf knitted from soft red wool, long enough to wrap twice.", add_bos=False
+        )
+        free, rows = runner.greedy_and_forced(prompt, 12, set(), forced)
+        assert free == runner.greedy(prompt, 12, set()) and len(free) == 12
+        assert free[: len(forced)] != forced  # the model's own text differs: a leaked cache would show
+        assert rows.shape == (len(forced), runner.llm.n_vocab())
+        whole = runner.logits([*prompt, *forced])[len(prompt) - 1 : len(prompt) + len(forced) - 1]
+        assert (rows.argmax(axis=1) == whole.argmax(axis=1)).mean() >= 0.9
+        one_pass, n = runner.nll([*prompt, *forced], start=len(prompt))
+        assert n == len(forced)
+        assert abs(summed_nll(rows, forced) - one_pass) / n < 0.05
+    finally:
+        runner.close()
+
+
+def test_summed_nll_is_the_log_softmax_of_the_targets() -> None:
+    import numpy as np
+
+    from components.export.gguf import summed_nll
+
+    rows = np.random.default_rng(0).normal(scale=8.0, size=(5, 1000)).astype(np.float32)
+    targets = [3, 999, 0, 500, 7]
+    log_softmax = rows.astype(np.float64) - np.logaddexp.reduce(
+        rows.astype(np.float64), axis=1, keepdims=True
+    )
+    assert summed_nll(rows, targets) == pytest.approx(-log_softmax[np.arange(5), targets].sum(), rel=1e-9)

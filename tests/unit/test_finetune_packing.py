@@ -54,6 +54,15 @@ def test_precision_forced_by_recipe_and_fp32_on_cpu() -> None:
     assert training.precision_args("fp32") == {"bf16": False, "fp16": False}
 
 
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_cpu_auto_precision_is_bf16_only_where_the_cpu_has_it(native, expected) -> None:
+    # Emulated bf16 (AVX2, AVX512 without BF16) is slower than fp32: auto never picks it there.
+    assert training.choose_precision(_config(), "cpu", native_bf16=native) == expected
+    assert training.choose_precision(_config(precision="bf16"), "cpu", native_bf16=False) == "bf16"
+    assert training.choose_precision(_config(precision="fp32"), "cpu", native_bf16=True) == "fp32"
+    assert training.choose_precision(_config(precision="fp32"), "cuda", (9, 0)) == "fp32"
+
+
 def test_packing_auto_is_on_for_cuda_only() -> None:
     assert training.use_packing(_config(), "cuda") and not training.use_packing(_config(), "cpu")
     assert training.use_packing(_config(packing=True), "cpu")
