@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import json
 import statistics
-import tempfile
-import time
 from pathlib import Path
 
-from common import RECIPE, cli, cpu_name, lora_model, random_rows
+from common import cli, cpu_name, timed_training
 
 # rows x (prompt tokens, answer tokens), as the demo's batches: QA carries three retrieved products
 SHAPES = {"describer": (4, 50, 100), "qa": (4, 330, 50)}
@@ -31,27 +29,15 @@ OUT = Path(__file__).with_name("results-checkpointing.json")
 def _train(shape: tuple[int, int, int], steps: int, checkpointing: bool) -> tuple[list[float], bool]:
     """One training of `steps` steps; returns the step times after the first and whether the model's
     layers were checkpointed while it trained."""
-    from components.common.config import load_config
-    from components.finetune import training
-    from components.finetune.schema import FinetuneConfig, TrainContext
-
-    config = load_config(FinetuneConfig, RECIPE).model_copy(update={"max_steps": steps, "save_steps": 10_000})
-    model, tok = lora_model(RECIPE)
-    stamps: list[float] = []
     seen: list[bool] = []
-
-    def on_log(step: int, logs: dict[str, float]) -> None:
-        if "loss" in logs:
-            stamps.append(time.perf_counter())
-            seen.append(bool(getattr(model, "is_gradient_checkpointing", False)))
-
-    with tempfile.TemporaryDirectory() as out:
-        ctx = TrainContext(config, "cpu", Path(out), random_rows(*shape, steps), on_log=on_log)
-        start = time.perf_counter()
-        extra = {"activation_checkpointing": True} if checkpointing else {}
-        training.train_sft(model, tok, ctx, None, use_cpu=True, **extra)
-    times = [b - a for a, b in zip([start, *stamps], stamps, strict=False)]
-    return times[1:], any(seen)
+    extra = {"activation_checkpointing": True} if checkpointing else {}
+    times, _ = timed_training(
+        shape,
+        steps,
+        on_step=lambda m: seen.append(bool(getattr(m, "is_gradient_checkpointing", False))),
+        **extra,
+    )
+    return times, any(seen)
 
 
 def main() -> None:

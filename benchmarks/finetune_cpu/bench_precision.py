@@ -18,40 +18,14 @@ from __future__ import annotations
 
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
-from common import RECIPE, cli, cpu_name, lora_model, random_rows
+from common import RECIPE, cli, cpu_name, lora_model, timed_training
 
 # rows x (prompt tokens, answer tokens), as the demo's batches: QA carries three retrieved products
 SHAPES = {"describer": (4, 50, 100), "qa": (4, 330, 50)}
 OUT = Path(__file__).with_name("results-precision.json")
-
-
-def _train(shape: tuple[int, int, int], steps: int, precision: str) -> tuple[list[float], list[float]]:
-    """One training of `steps` steps at `precision`; (step times after the first, every step's loss)."""
-    from components.common.config import load_config
-    from components.finetune import training
-    from components.finetune.schema import FinetuneConfig, TrainContext
-
-    update = {"max_steps": steps, "save_steps": 10_000, "precision": precision}
-    config = load_config(FinetuneConfig, RECIPE).model_copy(update=update)
-    model, tok = lora_model(RECIPE)
-    stamps: list[float] = []
-    losses: list[float] = []
-
-    def on_log(step: int, logs: dict[str, float]) -> None:
-        if "loss" in logs:
-            stamps.append(time.perf_counter())
-            losses.append(round(float(logs["loss"]), 4))
-
-    with tempfile.TemporaryDirectory() as out:
-        ctx = TrainContext(config, "cpu", Path(out), random_rows(*shape, steps), on_log=on_log)
-        start = time.perf_counter()
-        training.train_sft(model, tok, ctx, None, use_cpu=True)
-    times = [b - a for a, b in zip([start, *stamps], stamps, strict=False)]
-    return times[1:], losses
 
 
 def _generate(precision: str, rows: int = 8, new_tokens: int = 96) -> float:
@@ -83,7 +57,7 @@ def main() -> None:
         losses: dict[str, list[float]] = {}
         for _ in range(args.rounds):
             for precision in times:
-                t, losses[precision] = _train(shape, args.steps, precision)
+                t, losses[precision] = timed_training(shape, args.steps, {"precision": precision})
                 times[precision] += t
         fp32, bf16 = statistics.median(times["fp32"]), statistics.median(times["bf16"])
         result["rows"].append({"shape": name, "batch": shape[0], "prompt_tokens": shape[1],

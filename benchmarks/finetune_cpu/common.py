@@ -60,3 +60,41 @@ def random_rows(batch: int, prompt: int, answer: int, steps: int) -> list[Any]:
         ids = torch.randint(0, 49000, (prompt + answer,), generator=g).tolist()
         rows.append(Tokenized(ids, [-100] * prompt + ids[prompt:], prompt, False))
     return rows
+
+
+def timed_training(
+    shape: tuple[int, int, int],
+    steps: int,
+    update: dict[str, Any] | None = None,
+    on_step: Any = None,
+    **train_args: Any,
+) -> tuple[list[float], list[float]]:
+    """One training of `steps` steps through `training.train_sft` (the CPU trainer, the recipe's LoRA
+    model, `random_rows(*shape)`): (the step times after the first, a warm-up; every step's loss).
+    `update` overrides recipe fields, `train_args` go to `train_sft`, `on_step(model)` runs at each step."""
+    import tempfile
+    import time
+
+    from components.common.config import load_config
+    from components.finetune import training
+    from components.finetune.schema import FinetuneConfig, TrainContext
+
+    fields = {"max_steps": steps, "save_steps": 10_000, **(update or {})}
+    config = load_config(FinetuneConfig, RECIPE).model_copy(update=fields)
+    model, tok = lora_model(RECIPE)
+    stamps: list[float] = []
+    losses: list[float] = []
+
+    def on_log(step: int, logs: dict[str, float]) -> None:
+        if "loss" in logs:
+            stamps.append(time.perf_counter())
+            losses.append(round(float(logs["loss"]), 4))
+            if on_step is not None:
+                on_step(model)
+
+    with tempfile.TemporaryDirectory() as out:
+        ctx = TrainContext(config, "cpu", Path(out), random_rows(*shape, steps), on_log=on_log)
+        start = time.perf_counter()
+        training.train_sft(model, tok, ctx, None, use_cpu=True, **train_args)
+    times = [b - a for a, b in zip([start, *stamps], stamps, strict=False)]
+    return times[1:], losses
