@@ -53,10 +53,18 @@ def _export(helpers, root: Path, task: str, margin: float) -> dict:
 
 def test_export_registers_both_models_with_verified_s3_files(helpers, stack_env, tmp_path: Path) -> None:
     import typer
+    from mlflow import MlflowClient
     from typer.testing import CliRunner
 
     from components.export import registry
     from pipelines.commands.export import register
+
+    # The embedded stack is shared by the session: a champion another test registered (test_promotion_gate
+    # when it runs first) would be the reference instead of the base.
+    client = MlflowClient()
+    for name in ("prodtune-describer", "prodtune-qa"):
+        if client.search_registered_models(filter_string=f"name = '{name}'"):
+            client.delete_registered_model(name)
 
     describer = _export(helpers, tmp_path, "describer", margin=0.0)
     qa = _export(helpers, tmp_path, "qa", margin=0.5)
