@@ -19,10 +19,8 @@ import json
 import statistics
 from pathlib import Path
 
-from common import cli, cpu_name, timed_training
+from common import SHAPES, cli, cpu_name, timed_training
 
-# rows x (prompt tokens, answer tokens), as the demo's batches: QA carries three retrieved products
-SHAPES = {"describer": (4, 50, 100), "qa": (4, 330, 50)}
 OUT = Path(__file__).with_name("results-checkpointing.json")
 
 

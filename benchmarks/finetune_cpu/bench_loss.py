@@ -20,10 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import cli, cpu_name, lora_model
+from common import SHAPES, cli, cpu_name, lora_model
 
-# rows x (prompt tokens, answer tokens), as the demo's batches: QA carries three retrieved products
-SHAPES = {"describer": (4, 50, 100), "qa": (4, 330, 50)}
 OUT = Path(__file__).with_name("results-loss.json")
 
 

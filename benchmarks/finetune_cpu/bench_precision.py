@@ -21,10 +21,8 @@ import statistics
 import time
 from pathlib import Path
 
-from common import RECIPE, cli, cpu_name, lora_model, timed_training
+from common import RECIPE, SHAPES, cli, cpu_name, lora_model, timed_training
 
-# rows x (prompt tokens, answer tokens), as the demo's batches: QA carries three retrieved products
-SHAPES = {"describer": (4, 50, 100), "qa": (4, 330, 50)}
 OUT = Path(__file__).with_name("results-precision.json")
 
 

@@ -14,6 +14,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 RECIPE = ROOT / "pipelines/configs/local/describer.yaml"
+# rows x (prompt tokens, answer tokens), as the demo's batches: QA carries three retrieved products
+SHAPES = {"describer": (4, 50, 100), "qa": (4, 330, 50)}
 
 from components.common.cache import cpu_name  # noqa: E402,F401  (re-exported: the benchmarks record it)
 

@@ -243,15 +243,13 @@ class GGUFRunner:
         if len(prompt) + len(forced) > self.n_ctx:
             raise ExportError(f"{len(prompt) + len(forced)} tokens exceed n_ctx={self.n_ctx}")
         free = self.greedy(prompt, n_tokens, stop_ids)
-        # The greedy tokens wrote the rows after the prompt; its last row still predicts forced[0].
-        rows = [np.array(self.llm.scores[len(prompt) - 1 : len(prompt)], dtype=np.float32)]
         if len(forced) > 1:
             self.llm.n_tokens = len(prompt)  # eval() drops the cache from here on: the greedy tokens
             self.llm.eval(list(forced[:-1]))
-            rows.append(
-                np.array(self.llm.scores[len(prompt) : len(prompt) + len(forced) - 1], dtype=np.float32)
-            )
-        return free, np.concatenate(rows)[: len(forced)]
+        # Row len(prompt) - 1 is still the prompt's own (it predicts forced[0]); the rows after it are
+        # forced[:-1]'s, written over the greedy tokens'.
+        start = len(prompt) - 1
+        return free, np.array(self.llm.scores[start : start + len(forced)], dtype=np.float32)
 
     def tokens_per_second(self, prompt: Sequence[int], n_tokens: int) -> float:
         """Decode speed: greedy tokens per second after the prompt is processed (EOS ignored)."""
